@@ -1,0 +1,49 @@
+# Two commands on a machine without ROS:  make demo  |  make test
+# Each sets up what it needs once (venv with pinned dependencies, generated
+# interfaces) and only redoes a step when its inputs change.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+BUILD_DIR := build/venv
+
+# What the interface build installs into the venv (messages and, as symlinks,
+# the Python package, launch files, configs, models): rerun when any changes.
+INSTALL_INPUTS := CMakeLists.txt package.xml $(wildcard cmake/*) $(wildcard msg/*.msg) \
+	$(shell find latentvla_ros launch config models rviz -type f -not -path '*/__pycache__/*' 2>/dev/null)
+
+# The venv is also the ROS prefix: ament looks up packages and interfaces here.
+export AMENT_PREFIX_PATH := $(abspath $(VENV))
+
+.PHONY: test demo setup clean colcon-build
+
+test: setup
+	$(VPY) -m pytest test
+
+setup: $(VENV)/.interfaces.stamp
+
+$(VENV)/.requirements.stamp: requirements.txt constraints.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Generate the rosidl interfaces with the same CMakeLists.txt colcon uses,
+# installing into the venv. Symlink install (as colcon --symlink-install):
+# edits to the Python sources are live without reinstalling.
+$(VENV)/.interfaces.stamp: $(VENV)/.requirements.stamp $(INSTALL_INPUTS)
+	cmake -S . -B $(BUILD_DIR) -Wno-dev --log-level=WARNING \
+		-DCMAKE_INSTALL_PREFIX=$(abspath $(VENV)) \
+		-DCMAKE_PREFIX_PATH=$(abspath $(VENV)) \
+		-DPython3_EXECUTABLE=$(abspath $(VPY)) \
+		-DAMENT_CMAKE_SYMLINK_INSTALL=ON \
+		-DBUILD_TESTING=OFF
+	cmake --build $(BUILD_DIR) -j 2 -- --no-print-directory
+	cmake --install $(BUILD_DIR) > /dev/null
+	touch $@
+
+# What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.
+colcon-build: setup
+	$(VPY) -m pytest test/test_colcon_build.py
+
+clean:
+	rm -rf $(VENV) build install log
