@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+# Pip path: the venv is the ROS prefix (a sourced ROS workspace sets this itself).
+os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ def test_se2_relative_pose_of_point_ahead_and_left():
     # Facing +y in the world: a point 5 m further along +y is 5 m ahead (x) in the ego frame.
     origin = np.array([1.0, 1.0, math.pi / 2])
     np.testing.assert_allclose(relative_poses(origin, np.array([1.0, 6.0, math.pi / 2])), [5.0, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(relative_poses(origin, np.array([-1.0, 1.0, math.pi])), [0.0, 2.0, math.pi / 2], atol=1e-12)
+    np.testing.assert_allclose(
+        relative_poses(origin, np.array([-1.0, 1.0, math.pi])), [0.0, 2.0, math.pi / 2], atol=1e-12
+    )
 
 
 def test_constant_velocity_trajectory_follows_navsim_convention():
@@ -72,7 +74,7 @@ def test_trajectory_kinematics_of_braking():
     ],
 )
 def test_trajectory_rejects_malformed_poses(poses, field_fragment):
-    with pytest.raises(InputError, match="Trajectory.poses_ego_frame") as error:
+    with pytest.raises(InputError, match=r"Trajectory.poses_ego_frame") as error:
         Trajectory(poses)
     assert field_fragment in str(error.value)
 
@@ -99,7 +101,7 @@ def test_ego_state_acceleration_from_previous_state():
 
 
 def test_ego_state_rejects_nan_and_reports_status_vector():
-    with pytest.raises(InputError, match="EgoState.velocity_x_mps"):
+    with pytest.raises(InputError, match=r"EgoState.velocity_x_mps"):
         EgoState(stamp_ns=0, x_m=0.0, y_m=0.0, yaw_rad=0.0, velocity_x_mps=float("nan"))
     state = EgoState(stamp_ns=0, x_m=0, y_m=0, yaw_rad=0, velocity_x_mps=3.0, velocity_y_mps=4.0, yaw_rate_rps=0.1)
     assert state.speed_mps == pytest.approx(5.0)
@@ -124,13 +126,13 @@ def test_latent_actions_valid_and_invalid():
     assert (actions.horizon, actions.codebook_size) == (12, 16)
     with pytest.raises(InputError, match=r"LatentActions.tokens: expected code ids in \[0, 16\)"):
         _uniform_latents(tokens=np.full(12, 16))
-    with pytest.raises(InputError, match="LatentActions.tokens: expected shape"):
+    with pytest.raises(InputError, match=r"LatentActions.tokens: expected shape"):
         _uniform_latents(tokens=np.zeros(11, dtype=int))
     with pytest.raises(InputError, match="rows summing to 1"):
         _uniform_latents(probabilities=np.full((12, 16), 0.5))
-    with pytest.raises(InputError, match="LatentActions.probabilities: expected finite"):
+    with pytest.raises(InputError, match=r"LatentActions.probabilities: expected finite"):
         _uniform_latents(probabilities=np.full((12, 16), np.nan))
-    with pytest.raises(InputError, match="LatentActions.embedding: expected shape"):
+    with pytest.raises(InputError, match=r"LatentActions.embedding: expected shape"):
         _uniform_latents(embedding=np.ones((11, 4)))
     with pytest.raises(InputError, match="integer code ids"):
         _uniform_latents(tokens=np.zeros(12))

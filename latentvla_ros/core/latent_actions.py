@@ -44,7 +44,9 @@ class LatentActions:
             raise InputError("LatentActions.tokens", "integer code ids", tokens.dtype)
         require_shape("LatentActions.tokens", tokens, (horizon,))
         if horizon == 0 or codebook_size == 0:
-            raise InputError("LatentActions.probabilities", "a non-empty (horizon, codebook) table", probabilities.shape)
+            raise InputError(
+                "LatentActions.probabilities", "a non-empty (horizon, codebook) table", probabilities.shape
+            )
         if tokens.min() < 0 or tokens.max() >= codebook_size:
             raise InputError("LatentActions.tokens", f"code ids in [0, {codebook_size})", tokens.tolist())
         if probabilities.min() < 0.0:

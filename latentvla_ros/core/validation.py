@@ -35,7 +35,7 @@ def require_shape(field: str, array: np.ndarray, shape: Sequence[int | None]) ->
     """Raise unless ``array.shape`` matches ``shape`` (``None`` matches any length)."""
     expected = tuple(shape)
     ok = array.ndim == len(expected) and all(
-        want is None or want == have for want, have in zip(expected, array.shape)
+        want is None or want == have for want, have in zip(expected, array.shape, strict=True)
     )
     if not ok:
         pretty = "(" + ", ".join("N" if want is None else str(want) for want in expected) + ")"

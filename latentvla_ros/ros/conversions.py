@@ -46,7 +46,7 @@ def ns_to_time(stamp_ns: int) -> Time:
 
 
 def seconds_to_duration(duration_s: float) -> Duration:
-    total_ns = int(round(duration_s * NANOSECONDS_PER_SECOND))
+    total_ns = round(duration_s * NANOSECONDS_PER_SECOND)
     seconds, nanoseconds = divmod(total_ns, NANOSECONDS_PER_SECOND)
     return Duration(sec=seconds, nanosec=nanoseconds)
 
@@ -149,7 +149,9 @@ def trajectory_to_msg(
     kinematics = trajectory.kinematics(initial_speed_mps)
     message = PlannedTrajectory(header=make_header(stamp_ns, frame_id), mode=mode, model_version=model_version)
     message.latent_tokens = [int(token) for token in latent_tokens]
-    for index, ((x_m, y_m, yaw_rad), time_s) in enumerate(zip(trajectory.poses_ego_frame, trajectory.times_s)):
+    for index, ((x_m, y_m, yaw_rad), time_s) in enumerate(
+        zip(trajectory.poses_ego_frame, trajectory.times_s, strict=True)
+    ):
         message.points.append(
             PlannedTrajectoryPoint(
                 time_from_start=seconds_to_duration(time_s),
@@ -207,17 +209,25 @@ def trajectory_to_markers(
     through the poses, a sphere per pose and, if given, a text label."""
     header = make_header(stamp_ns, frame_id)
     color = ColorRGBA(r=rgba[0], g=rgba[1], b=rgba[2], a=rgba[3])
-    points = [Point(x=float(x), y=float(y), z=0.0) for x, y, _ in np.vstack([np.zeros((1, 3)), trajectory.poses_ego_frame])]
+    points = [
+        Point(x=float(x), y=float(y), z=0.0) for x, y, _ in np.vstack([np.zeros((1, 3)), trajectory.poses_ego_frame])
+    ]
     delete_all = Marker(header=header, ns=namespace, action=Marker.DELETEALL)
-    line = Marker(header=header, ns=namespace, id=0, type=Marker.LINE_STRIP, action=Marker.ADD, points=points, color=color)
+    line = Marker(
+        header=header, ns=namespace, id=0, type=Marker.LINE_STRIP, action=Marker.ADD, points=points, color=color
+    )
     line.scale.x = 0.2
     line.pose.orientation.w = 1.0
-    spheres = Marker(header=header, ns=namespace, id=1, type=Marker.SPHERE_LIST, action=Marker.ADD, points=points[1:], color=color)
+    spheres = Marker(
+        header=header, ns=namespace, id=1, type=Marker.SPHERE_LIST, action=Marker.ADD, points=points[1:], color=color
+    )
     spheres.scale.x = spheres.scale.y = spheres.scale.z = 0.4
     spheres.pose.orientation.w = 1.0
     markers = [delete_all, line, spheres]
     if label:
-        text = Marker(header=header, ns=namespace, id=2, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, text=label, color=color)
+        text = Marker(
+            header=header, ns=namespace, id=2, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, text=label, color=color
+        )
         text.pose.position = Point(x=float(points[-1].x), y=float(points[-1].y), z=1.5)
         text.pose.orientation.w = 1.0
         text.scale.z = 0.8
