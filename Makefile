@@ -15,7 +15,7 @@ INSTALL_INPUTS := CMakeLists.txt package.xml $(wildcard cmake/*) $(wildcard msg/
 # The venv is also the ROS prefix: ament looks up packages and interfaces here.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 
-.PHONY: test demo setup clean colcon-build
+.PHONY: test setup clean colcon-build
 
 test: setup
 	$(VPY) -m pytest test
