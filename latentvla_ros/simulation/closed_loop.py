@@ -1,0 +1,87 @@
+"""Drive a planner around a world in closed loop, without ROS (for logging, tests, benchmarks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from latentvla_ros.core.ego_state import EgoState
+from latentvla_ros.core.trajectory import Trajectory
+from latentvla_ros.planning.interface import PlannerInput, PrivilegedView
+from latentvla_ros.simulation.controller import TrajectoryTracker
+from latentvla_ros.simulation.expert import ExpertPlanner
+from latentvla_ros.simulation.world import DrivingWorld, WorldEvents
+
+
+@dataclass
+class StepRecord:
+    """What one closed-loop step saw and did."""
+
+    ego: EgoState
+    trajectory: Trajectory
+    events: WorldEvents
+    episode: int
+    acceleration_mps2: float
+    steering_rad: float
+
+
+@dataclass
+class DriveSummary:
+    steps: int = 0
+    at_fault_collisions: int = 0
+    collisions: int = 0
+    off_road_steps: int = 0
+    episodes: int = 0
+    lateral_errors_m: list = field(default_factory=list)
+
+
+def privileged_input(world: DrivingWorld, ego: EgoState | None = None) -> PlannerInput:
+    ego = ego or world.ego_state()
+    view = PrivilegedView(
+        agents=world.agents(), route=world.episode.route, cruise_speed_mps=world.episode.cruise_speed_mps
+    )
+    return PlannerInput(stamp_ns=ego.stamp_ns, ego_state=ego, driving_command=world.episode.command, privileged=view)
+
+
+def drive_expert(
+    world: DrivingWorld,
+    duration_s: float,
+    on_step: Callable[[DrivingWorld, StepRecord], None] | None = None,
+) -> DriveSummary:
+    """The expert plans every step, the tracker follows its plan; returns what happened."""
+    expert = ExpertPlanner(world.episode.road.network)
+    tracker = TrajectoryTracker()
+    summary = DriveSummary(episodes=1)
+    expert.reset(world.episode.route, world.episode.cruise_speed_mps)
+    steps = round(duration_s / world.dt_s)
+    for _ in range(steps):
+        ego = world.ego_state()
+        trajectory = expert.compute_trajectory(privileged_input(world, ego))
+        tracker.set_trajectory(trajectory, ego)
+        acceleration, steering = tracker.command(ego, world.dt_s)
+        episode = world.episode_index
+        events = world.step(acceleration, steering)
+        summary.steps += 1
+        summary.collisions += len(events.collisions)
+        summary.at_fault_collisions += sum(c.at_fault for c in events.collisions)
+        summary.off_road_steps += int(events.off_road)
+        if on_step is not None:
+            on_step(world, StepRecord(ego, trajectory, events, episode, acceleration, steering))
+        if events.episode_started:
+            summary.episodes += 1
+            expert.network = world.episode.road.network
+            expert.reset(world.episode.route, world.episode.cruise_speed_mps)
+            tracker.reset()
+    return summary
+
+
+def lateral_error_m(path_points: np.ndarray, position: np.ndarray) -> float:
+    """Distance (m) from ``position`` (2,) to the polyline ``path_points`` (N, 2)."""
+    starts, ends = path_points[:-1], path_points[1:]
+    segment = ends - starts
+    length_sq = np.maximum((segment**2).sum(axis=1), 1e-12)
+    fraction = np.clip(((position - starts) * segment).sum(axis=1) / length_sq, 0.0, 1.0)
+    closest = starts + fraction[:, None] * segment
+    return float(np.min(np.linalg.norm(closest - position, axis=1)))
