@@ -20,7 +20,7 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))
 test: setup
 	$(VPY) -m pytest test
 
-setup: $(VENV)/.interfaces.stamp
+setup: $(VENV)/.interfaces.stamp $(VENV)/.tf2_msgs.stamp
 
 $(VENV)/.requirements.stamp: requirements.txt constraints.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,18 @@ $(VENV)/.interfaces.stamp: $(VENV)/.requirements.stamp $(INSTALL_INPUTS)
 		-DBUILD_TESTING=OFF
 	cmake --build $(BUILD_DIR) -j 2 -- --no-print-directory
 	cmake --install $(BUILD_DIR) > /dev/null
+	touch $@
+
+# /tf needs tf2_msgs, which has no PyPI wheel: build the stand-in (TFMessage
+# only, same definition) into the venv unless a real tf2_msgs is importable.
+$(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_standin/*) cmake/tf2_msgs_standin/msg/TFMessage.msg
+	if ! $(VPY) -c "import tf2_msgs.msg" 2>/dev/null; then \
+		cmake -S cmake/tf2_msgs_standin -B build/tf2_msgs -Wno-dev --log-level=WARNING \
+			-DCMAKE_INSTALL_PREFIX=$(abspath $(VENV)) -DCMAKE_PREFIX_PATH=$(abspath $(VENV)) \
+			-DPython3_EXECUTABLE=$(abspath $(VPY)) -DBUILD_TESTING=OFF && \
+		cmake --build build/tf2_msgs -j 2 -- --no-print-directory && \
+		cmake --install build/tf2_msgs > /dev/null; \
+	fi
 	touch $@
 
 # What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from latentvla_ros import __version__
+from latentvla_ros.environment import ensure_ament_prefix
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ensure_ament_prefix()
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

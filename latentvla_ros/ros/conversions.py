@@ -10,20 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import transforms3d
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped
 from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.core.ego_state import EGO_FRAME_ID, MAP_FRAME_ID, EgoState
 from latentvla_ros.core.latent_actions import LatentActions, LatentSource
 from latentvla_ros.core.trajectory import Trajectory
 from latentvla_ros.core.validation import InputError, require_finite, require_frame_id
+from latentvla_ros.msg import DrivingCommand as DrivingCommandMsg
+from latentvla_ros.msg import GroundTruthAgent, GroundTruthAgents, PlannedTrajectory, PlannedTrajectoryPoint
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
-from latentvla_ros.msg import PlannedTrajectory, PlannedTrajectoryPoint
+from latentvla_ros.simulation.agents import AgentState
+
+try:  # ROS 2's cv_bridge where installed; the small stand-in below where not (pip path)
+    from cv_bridge import CvBridge as _CvBridge
+except ImportError:
+    _CvBridge = None
 
 QUATERNION_MIN_NORM = 1e-6
 # time_from_start of consecutive points may deviate this much from a uniform grid.
@@ -287,3 +297,197 @@ def latent_actions_from_msg(message: LatentActionsMsg) -> LatentActions:
         embedding=embedding,
         frame_id=message.header.frame_id,
     )
+
+
+# --- images (cv_bridge-compatible) ---------------------------------------------------
+
+# Channels and the cv2 conversion to RGB for each supported sensor_msgs/Image encoding.
+IMAGE_ENCODINGS = {
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+}
+
+
+def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image rgb8, as ``cv_bridge.cv2_to_imgmsg(rgb, "rgb8")``."""
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError("image", "an (H, W, 3) uint8 RGB array", f"{rgb.dtype} {rgb.shape}")
+    if _CvBridge is not None:
+        message = _CvBridge().cv2_to_imgmsg(rgb, encoding="rgb8")
+        message.header = make_header(stamp_ns, frame_id)
+        return message
+    height, width, _ = rgb.shape
+    return Image(
+        header=make_header(stamp_ns, frame_id),
+        height=height,
+        width=width,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=width * 3,
+        data=rgb.tobytes(),
+    )
+
+
+def image_from_msg(message: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB.
+
+    Validates encoding and buffer size (row padding in ``step`` is allowed),
+    as ``cv_bridge.imgmsg_to_cv2(message, "rgb8")`` does.
+    """
+    if message.encoding not in IMAGE_ENCODINGS:
+        raise InputError("Image.encoding", f"one of {', '.join(IMAGE_ENCODINGS)}", message.encoding)
+    channels, to_rgb = IMAGE_ENCODINGS[message.encoding]
+    height, width, step = int(message.height), int(message.width), int(message.step)
+    if height == 0 or width == 0:
+        raise InputError("Image.height/width", "a non-empty image", f"{height}x{width}")
+    if step < width * channels:
+        raise InputError("Image.step", f">= width * {channels} = {width * channels} bytes", step)
+    data = (
+        np.frombuffer(bytes(message.data), dtype=np.uint8) if not isinstance(message.data, np.ndarray) else message.data
+    )
+    if data.size != step * height:
+        raise InputError("Image.data", f"step * height = {step * height} bytes", data.size)
+    if _CvBridge is not None:
+        return np.ascontiguousarray(_CvBridge().imgmsg_to_cv2(message, desired_encoding="rgb8"))
+    rows = data.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+    if to_rgb is None:
+        return rows.copy()
+    return cv2.cvtColor(rows if channels > 1 else rows[..., 0], to_rgb)
+
+
+def compressed_image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str, jpeg_quality: int = 90) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage (jpeg), as image_transport's compressed plugin."""
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise InputError("image", "an image OpenCV can encode as JPEG", rgb.shape)
+    return CompressedImage(
+        header=make_header(stamp_ns, frame_id), format="rgb8; jpeg compressed bgr8", data=encoded.tobytes()
+    )
+
+
+def compressed_image_from_msg(message: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> (H, W, 3) uint8 RGB."""
+    buffer = np.frombuffer(bytes(message.data), dtype=np.uint8)
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if decoded is None:
+        raise InputError("CompressedImage.data", "a JPEG or PNG image", f"{buffer.size} undecodable bytes")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def camera_info_msg(intrinsics: np.ndarray, width_px: int, height_px: int, stamp_ns: int, frame_id: str) -> CameraInfo:
+    """CameraInfo of an undistorted pinhole camera with (3, 3) ``intrinsics``."""
+    projection = np.zeros((3, 4))
+    projection[:, :3] = intrinsics
+    return CameraInfo(
+        header=make_header(stamp_ns, frame_id),
+        height=height_px,
+        width=width_px,
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=intrinsics.reshape(-1).tolist(),
+        r=np.eye(3).reshape(-1).tolist(),
+        p=projection.reshape(-1).tolist(),
+    )
+
+
+def intrinsics_from_camera_info(message: CameraInfo) -> np.ndarray:
+    intrinsics = require_finite("CameraInfo.k", list(message.k)).reshape(3, 3)
+    if intrinsics[0, 0] <= 0.0 or intrinsics[1, 1] <= 0.0:
+        raise InputError("CameraInfo.k", "positive focal lengths fx, fy", intrinsics[[0, 1], [0, 1]].tolist())
+    return intrinsics
+
+
+# --- transforms -------------------------------------------------------------------------
+
+
+def transform_msg(
+    parent_frame: str, child_frame: str, stamp_ns: int, translation: np.ndarray, rotation_matrix: np.ndarray
+) -> TransformStamped:
+    """TransformStamped placing ``child_frame`` in ``parent_frame``."""
+    transform = TransformStamped(header=make_header(stamp_ns, parent_frame), child_frame_id=child_frame)
+    transform.transform.translation.x, transform.transform.translation.y, transform.transform.translation.z = (
+        float(v) for v in translation
+    )
+    w, x, y, z = transforms3d.quaternions.mat2quat(np.asarray(rotation_matrix, dtype=np.float64))
+    transform.transform.rotation = Quaternion(w=float(w), x=float(x), y=float(y), z=float(z))
+    return transform
+
+
+def ego_transform_msg(ego_state: EgoState) -> TransformStamped:
+    """map -> base_link for the ego's pose."""
+    rotation = transforms3d.euler.euler2mat(0.0, 0.0, ego_state.yaw_rad, axes="sxyz")
+    return transform_msg(
+        ego_state.frame_id, ego_state.child_frame_id, ego_state.stamp_ns, [ego_state.x_m, ego_state.y_m, 0.0], rotation
+    )
+
+
+def transform_to_matrix(transform: TransformStamped) -> np.ndarray:
+    """(4, 4) homogeneous matrix of a transform (child frame -> parent frame)."""
+    rotation = transform.transform.rotation
+    wxyz = require_finite("TransformStamped.transform.rotation", [rotation.w, rotation.x, rotation.y, rotation.z])
+    if np.linalg.norm(wxyz) < QUATERNION_MIN_NORM:
+        raise InputError("TransformStamped.transform.rotation", "a unit quaternion (non-zero norm)", wxyz.tolist())
+    translation = transform.transform.translation
+    matrix = np.eye(4)
+    matrix[:3, :3] = transforms3d.quaternions.quat2mat(wxyz / np.linalg.norm(wxyz))
+    matrix[:3, 3] = require_finite(
+        "TransformStamped.transform.translation", [translation.x, translation.y, translation.z]
+    )
+    return matrix
+
+
+# --- ground truth and commands -----------------------------------------------------------
+
+
+def agents_to_msg(agents: Sequence[AgentState], stamp_ns: int, frame_id: str = MAP_FRAME_ID) -> GroundTruthAgents:
+    message = GroundTruthAgents(header=make_header(stamp_ns, frame_id))
+    message.agents = [
+        GroundTruthAgent(
+            id=agent.agent_id,
+            pose=pose_from_xy_yaw(agent.x_m, agent.y_m, agent.yaw_rad),
+            speed_mps=agent.speed_mps,
+            yaw_rate_rps=agent.yaw_rate_rps,
+            length_m=agent.length_m,
+            width_m=agent.width_m,
+        )
+        for agent in agents
+    ]
+    return message
+
+
+def agents_from_msg(message: GroundTruthAgents, expected_frame_id: str = MAP_FRAME_ID) -> list[AgentState]:
+    require_frame_id("GroundTruthAgents.header.frame_id", message.header.frame_id, expected_frame_id)
+    agents = []
+    for index, agent in enumerate(message.agents):
+        field = f"GroundTruthAgents.agents[{index}]"
+        position = require_finite(f"{field}.pose.position", [agent.pose.position.x, agent.pose.position.y])
+        motion = require_finite(
+            f"{field}.speed/yaw_rate/size", [agent.speed_mps, agent.yaw_rate_rps, agent.length_m, agent.width_m]
+        )
+        agents.append(
+            AgentState(
+                agent_id=int(agent.id),
+                x_m=float(position[0]),
+                y_m=float(position[1]),
+                yaw_rad=yaw_from_quaternion(agent.pose.orientation, f"{field}.pose.orientation"),
+                speed_mps=float(motion[0]),
+                yaw_rate_rps=float(motion[1]),
+                length_m=float(motion[2]),
+                width_m=float(motion[3]),
+            )
+        )
+    return agents
+
+
+def driving_command_to_msg(command: DrivingCommand, stamp_ns: int) -> DrivingCommandMsg:
+    return DrivingCommandMsg(header=make_header(stamp_ns, ""), command=int(command))
+
+
+def driving_command_from_msg(message: DrivingCommandMsg) -> DrivingCommand:
+    if message.command not in tuple(DrivingCommand):
+        raise InputError("DrivingCommand.command", "LEFT (0), STRAIGHT (1), RIGHT (2) or UNKNOWN (3)", message.command)
+    return DrivingCommand(message.command)

@@ -33,6 +33,10 @@ VEHICLE_PALETTE_RGB = (
     (120, 60, 150),
 )
 VEHICLE_HEIGHT_M = 1.5
+# Box faces as corner indices (0..3 bottom, 4..7 top, front-left counter-clockwise) and their
+# shading: top brightest, sides by orientation.
+BOX_FACES = ((4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7))
+BOX_FACE_SHADES = (1.15, 0.85, 0.7, 0.8, 0.7)
 # Rows seeing ground farther than this use the coarse raster.
 FAR_GROUND_M = 25.0
 COARSE_FACTOR = 4
@@ -165,22 +169,26 @@ class CameraRenderer:
         bottom = np.column_stack([footprint_base, np.zeros(4)])
         top = np.column_stack([footprint_base, np.full(4, VEHICLE_HEIGHT_M)])
         corners = np.vstack([bottom, top])  # 0..3 bottom (front-left CCW), 4..7 top
+        pixels, depth = config.project_base_points(corners)
+        in_front = depth >= config.near_m
+        if not in_front.any():
+            return
         camera_origin = np.array([config.mount_x_m, 0.0, config.mount_height_m])
-        faces = [(4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7)]
-        shades = [1.15, 0.85, 0.7, 0.8, 0.7]  # top brightest, sides by orientation
         centre = corners.mean(axis=0)
-        for face, shade in zip(faces, shades, strict=True):
+        for face, shade in zip(BOX_FACES, BOX_FACE_SHADES, strict=True):
             polygon = corners[list(face)]
             face_centre = polygon.mean(axis=0)
-            outward = face_centre - centre
-            if np.dot(outward, camera_origin - face_centre) <= 0.0:
+            if np.dot(face_centre - centre, camera_origin - face_centre) <= 0.0:
                 continue  # faces away from the camera
-            clipped = self._clip_near(polygon)
-            if len(clipped) < 3:
-                continue
-            pixels, _ = config.project_base_points(clipped)
+            if in_front[list(face)].all():
+                face_pixels = pixels[list(face)]
+            else:  # crosses the near plane: clip, then project the clipped polygon
+                clipped = self._clip_near(polygon)
+                if len(clipped) < 3:
+                    continue
+                face_pixels, _ = config.project_base_points(clipped)
             color = tuple(int(min(255, c * shade)) for c in rgb)
-            cv2.fillConvexPoly(image, np.round(pixels * 16).astype(np.int32), color, cv2.LINE_AA, shift=4)
+            cv2.fillConvexPoly(image, np.round(face_pixels * 16).astype(np.int32), color, cv2.LINE_AA, shift=4)
 
     def _clip_near(self, polygon_base: np.ndarray) -> np.ndarray:
         """Sutherland-Hodgman clip of a polygon (N, 3) in base_link against the near plane."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,16 +12,15 @@ from latentvla_ros.core.trajectory import Trajectory
 from latentvla_ros.planning.interface import PlannerInput, PrivilegedView
 from latentvla_ros.simulation.controller import TrajectoryTracker
 from latentvla_ros.simulation.expert import ExpertPlanner
-from latentvla_ros.simulation.world import DrivingWorld, WorldEvents
+from latentvla_ros.simulation.world import DrivingWorld
 
 
 @dataclass
 class StepRecord:
-    """What one closed-loop step saw and did."""
+    """What one closed-loop step saw and decided, before the world moved on."""
 
     ego: EgoState
     trajectory: Trajectory
-    events: WorldEvents
     episode: int
     acceleration_mps2: float
     steering_rad: float
@@ -34,7 +33,6 @@ class DriveSummary:
     collisions: int = 0
     off_road_steps: int = 0
     episodes: int = 0
-    lateral_errors_m: list = field(default_factory=list)
 
 
 def privileged_input(world: DrivingWorld, ego: EgoState | None = None) -> PlannerInput:
@@ -50,7 +48,11 @@ def drive_expert(
     duration_s: float,
     on_step: Callable[[DrivingWorld, StepRecord], None] | None = None,
 ) -> DriveSummary:
-    """The expert plans every step, the tracker follows its plan; returns what happened."""
+    """The expert plans every step, the tracker follows its plan; returns what happened.
+
+    ``on_step(world, record)`` is called after planning and before the world
+    steps, so the world still shows the state the plan was made for.
+    """
     expert = ExpertPlanner(world.episode.road.network)
     tracker = TrajectoryTracker()
     summary = DriveSummary(episodes=1)
@@ -61,14 +63,13 @@ def drive_expert(
         trajectory = expert.compute_trajectory(privileged_input(world, ego))
         tracker.set_trajectory(trajectory, ego)
         acceleration, steering = tracker.command(ego, world.dt_s)
-        episode = world.episode_index
+        if on_step is not None:
+            on_step(world, StepRecord(ego, trajectory, world.episode_index, acceleration, steering))
         events = world.step(acceleration, steering)
         summary.steps += 1
         summary.collisions += len(events.collisions)
         summary.at_fault_collisions += sum(c.at_fault for c in events.collisions)
         summary.off_road_steps += int(events.off_road)
-        if on_step is not None:
-            on_step(world, StepRecord(ego, trajectory, events, episode, acceleration, steering))
         if events.episode_started:
             summary.episodes += 1
             expert.network = world.episode.road.network

@@ -186,11 +186,8 @@ class ExpertPlanner(Planner):
         config = self.config
         path = corridor.path
         times = np.arange(0.0, config.rollout_horizon_s + 1e-9, config.rollout_dt_s)
-        obstacle_s, obstacle_speed, occupied, crossing = occupancy
+        candidates = _obstacle_candidates(occupancy, agents, len(times), config)
         allowed_speed = _curve_speed_limit(path, config, self.cruise_speed_mps)
-        lead_steps = np.where(crossing, config.crossing_lead_s, config.occupancy_lead_s) / config.rollout_dt_s
-        lead_steps = np.round(lead_steps).astype(int)
-        max_lead = int(lead_steps.max()) if len(lead_steps) else 0
         arc_length = np.zeros_like(times)
         speed = np.zeros_like(times)
         speed[0] = ego.speed_mps
@@ -199,17 +196,12 @@ class ExpertPlanner(Planner):
             s, v = arc_length[k], speed[k]
             desired = max(0.1, float(np.interp(s, path.arc_length_m, allowed_speed)))
             gap, leader_speed = np.inf, 0.0
-            window = slice(k, min(len(times), k + max_lead + 1))
-            if occupied.size:
-                within_lead = np.arange(window.stop - window.start)[None, :] <= lead_steps[:, None]
-                ahead = occupied[:, window] & within_lead & (obstacle_s[:, window] > s - EGO_LENGTH_M / 2)
-                if ahead.any():
-                    agent_rows, time_cols = np.nonzero(ahead)
-                    half_lengths = np.array([agents[a].length_m for a in agent_rows]) / 2
-                    gaps = obstacle_s[:, window][agent_rows, time_cols] - s - EGO_LENGTH_M / 2 - half_lengths
-                    nearest = int(np.argmin(gaps))
-                    gap = float(gaps[nearest])
-                    leader_speed = float(obstacle_speed[:, window][agent_rows[nearest], time_cols[nearest]])
+            obstacle_s, obstacle_speed, half_length = candidates[k]
+            ahead = obstacle_s > s - EGO_LENGTH_M / 2
+            if ahead.any():
+                gaps = obstacle_s[ahead] - s - EGO_LENGTH_M / 2 - half_length[ahead]
+                nearest = int(np.argmin(gaps))
+                gap, leader_speed = float(gaps[nearest]), float(obstacle_speed[ahead][nearest])
             if path.ends_in_dead_end:
                 end_gap = path.length_m - s - EGO_LENGTH_M / 2 - 1.0
                 if end_gap < gap:
@@ -313,14 +305,27 @@ def _curve_speed_limit(path: LanePath, config: ExpertConfig, cruise_speed_mps: f
     curvature = np.convolve(np.pad(curvature, 4, mode="edge"), kernel, mode="valid")
     limit = np.minimum(cruise_speed_mps, path.speed_limit_mps)
     limit = np.minimum(limit, np.sqrt(config.lateral_acceleration_mps2 / np.maximum(curvature, 1e-4)))
-    # Backward pass: reach each limit by comfortable braking from further back.
-    allowed = limit.copy()
-    steps = np.diff(path.arc_length_m)
-    for i in range(len(allowed) - 2, -1, -1):
-        allowed[i] = min(
-            allowed[i], np.sqrt(allowed[i + 1] ** 2 + 2.0 * config.comfortable_deceleration_mps2 * steps[i])
-        )
+    # Reach each limit by comfortable braking from further back:
+    # allowed_i^2 = min_{j >= i} (limit_j^2 + 2 b (s_j - s_i)), a reverse cumulative minimum.
+    braking = 2.0 * config.comfortable_deceleration_mps2
+    reachable = np.minimum.accumulate((limit**2 + braking * path.arc_length_m)[::-1])[::-1]
+    allowed = np.sqrt(np.maximum(reachable - braking * path.arc_length_m, 0.0))
     return allowed
+
+
+def _obstacle_candidates(occupancy: tuple, agents: list[AgentState], steps: int, config: ExpertConfig) -> list:
+    """Per rollout step k: (arc length, speed along the path, half length) of every agent
+    occupying the corridor at some time in [k, k + its lead window]."""
+    obstacle_s, obstacle_speed, occupied, crossing = occupancy
+    lead_steps = np.round(np.where(crossing, config.crossing_lead_s, config.occupancy_lead_s) / config.rollout_dt_s)
+    half_lengths = np.array([a.length_m / 2 for a in agents])
+    rows, columns = np.nonzero(occupied)
+    candidates = []
+    for k in range(steps):
+        selected = (columns >= k) & (columns <= k + lead_steps[rows]) if len(rows) else np.zeros(0, dtype=bool)
+        a, t = rows[selected], columns[selected]
+        candidates.append((obstacle_s[a, t], obstacle_speed[a, t], half_lengths[a] if len(a) else np.zeros(0)))
+    return candidates
 
 
 def _occupancy(path: LanePath, predictions: np.ndarray, agents: list[AgentState], config: ExpertConfig):
@@ -331,7 +336,7 @@ def _occupancy(path: LanePath, predictions: np.ndarray, agents: list[AgentState]
         empty = np.zeros((0, predictions.shape[1] if predictions.ndim == 3 else 0))
         return empty, empty, empty.astype(bool), np.zeros(0, dtype=bool)
     arc_length, distance = path.project(predictions[..., :2])
-    path_heading = np.interp(arc_length, path.arc_length_m, np.unwrap(path.heading_rad))
+    path_heading = path.pose_at(arc_length)[..., 2]
     relative_heading = wrap_angle(predictions[..., 2] - path_heading)
     lengths = np.array([a.length_m for a in agents])[:, None]
     widths = np.array([a.width_m for a in agents])[:, None]

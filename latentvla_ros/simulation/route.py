@@ -34,6 +34,10 @@ class LanePath:
     speed_limit_mps: np.ndarray
     ends_in_dead_end: bool = False
 
+    def __post_init__(self) -> None:
+        # Interpolating headings needs them continuous; unwrap once, not at every lookup.
+        object.__setattr__(self, "_heading_unwrapped", np.unwrap(self.heading_rad))
+
     @staticmethod
     def from_points(points: np.ndarray, speed_limit_mps: np.ndarray, ends_in_dead_end: bool = False) -> LanePath:
         """Arc length and headings (from the polyline itself) for (M, 2) points."""
@@ -72,14 +76,14 @@ class LanePath:
         s = np.clip(np.asarray(arc_length_m, dtype=np.float64), 0.0, self.length_m)
         x = np.interp(s, self.arc_length_m, self.points[:, 0])
         y = np.interp(s, self.arc_length_m, self.points[:, 1])
-        heading = np.interp(s, self.arc_length_m, np.unwrap(self.heading_rad))
+        heading = np.interp(s, self.arc_length_m, self._heading_unwrapped)
         return np.stack([x, y, heading], axis=-1)
 
     def curvature(self) -> np.ndarray:
         """(M,) signed curvature (1/m) from the heading's change along the path."""
         if len(self.heading_rad) < 2:
             return np.zeros_like(self.heading_rad)
-        return np.gradient(np.unwrap(self.heading_rad), self.arc_length_m)
+        return np.gradient(self._heading_unwrapped, self.arc_length_m)
 
     def window(
         self, start_m: float, length_m: float, start_lateral_m: float = 0.0, blend_length_m: float = 10.0
