@@ -1,0 +1,364 @@
+"""Training samples from any rosbag2: camera, odometry and (optionally) a driving command.
+
+No labels beyond the vehicle's own odometry. For every camera frame that has
+enough continuous odometry around it, a sample holds:
+
+- the frame history: ``history_frames`` camera frames ``history_interval_s`` apart,
+  the newest at the sample's stamp;
+- the ego status at the stamp (vx, vy, ax, ay, yaw rate; body frame; acceleration
+  differenced from odometry velocities) and the ego's past poses;
+- the driving command: the latest command message, or, if the bag has none,
+  derived from where the odometry goes next (``derive_command``);
+- the future trajectory: ``future_poses`` poses ``future_interval_s`` apart in
+  the ego frame at the stamp (NAVSIM: 8 x 0.5 s), interpolated from odometry.
+
+Odometry is cut into continuous *segments*: a gap longer than
+``max_gap_s`` (default: the 4 s horizon) or a jump the speed cannot explain
+(a teleport, e.g. a new simulator episode) ends a segment; shorter gaps are
+interpolated linearly. A sample never spans two segments.
+
+Each log is cached as a directory (``frames.npy``, ``samples.npz``,
+``meta.json``) written under a temporary name and renamed when complete, so
+an error never leaves a half-written cache. Train/val split is by log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from latentvla_ros import topics
+from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.core.se2 import relative_poses, wrap_angle
+from latentvla_ros.core.validation import InputError
+from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
+from latentvla_ros.ros import conversions
+
+CACHE_VERSION = 1
+COMMAND_TURN_RAD = np.radians(30.0)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Topic names and sampling; every default follows NAVSIM where it has one."""
+
+    camera_topic: str = topics.CAMERA_IMAGE_COMPRESSED
+    odometry_topic: str = topics.ODOMETRY
+    command_topic: str = topics.DRIVING_COMMAND  # optional in the bag
+    odometry_frame_id: str = "map"
+    odometry_child_frame_id: str = "base_link"
+    frame_size: tuple[int, int] | None = None  # (width, height) to resize to; None keeps the bag's
+    history_frames: int = 4
+    history_interval_s: float = 0.5
+    future_poses: int = 8
+    future_interval_s: float = 0.5
+    sample_stride: int = 1
+    max_gap_s: float = 4.0
+    teleport_margin_m: float = 5.0
+    frame_match_tolerance_s: float = 0.06
+    command_lookahead_s: float = 8.0
+    val_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("history_frames", "future_poses", "sample_stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("history_interval_s", "future_interval_s", "max_gap_s"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
+
+    @property
+    def history_s(self) -> float:
+        return (self.history_frames - 1) * self.history_interval_s
+
+    @property
+    def horizon_s(self) -> float:
+        return self.future_poses * self.future_interval_s
+
+
+@dataclass
+class OdometryTrack:
+    """Odometry as arrays, sorted by time: stamps (N,) ns; poses (N, 3); velocity (N, 2); yaw rate (N,)."""
+
+    stamps_ns: np.ndarray
+    poses: np.ndarray
+    velocity: np.ndarray
+    yaw_rate: np.ndarray
+    segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    def split_segments(self, max_gap_s: float, teleport_margin_m: float) -> None:
+        """Label continuous stretches: a new segment after a long gap or an unexplained jump."""
+        dt = np.diff(self.stamps_ns) * 1e-9
+        step = np.linalg.norm(np.diff(self.poses[:, :2], axis=0), axis=1)
+        speed = np.maximum(np.linalg.norm(self.velocity[:-1], axis=1), np.linalg.norm(self.velocity[1:], axis=1))
+        breaks = (dt > max_gap_s) | (step > speed * dt + teleport_margin_m)
+        self.segment = np.concatenate([[0], np.cumsum(breaks)])
+
+    def interpolate(self, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Poses (..., 3), velocities (..., 2), yaw rates (...) and segment ids (...) at ``times_ns``;
+        segment -1 where a time falls outside one continuous segment."""
+        times = np.asarray(times_ns, dtype=np.float64)
+        t = self.stamps_ns.astype(np.float64)
+        right = np.clip(np.searchsorted(t, times, side="left"), 1, len(t) - 1)
+        left = right - 1
+        exact_left = times == t[left]
+        span = t[right] - t[left]
+        fraction = np.where(span > 0, (times - t[left]) / np.where(span > 0, span, 1.0), 0.0)
+        inside = (times >= t[0]) & (times <= t[-1]) & (self.segment[left] == self.segment[right])
+        inside |= exact_left & (times >= t[0])
+        yaw = np.unwrap(self.poses[:, 2])
+        pose = np.stack(
+            [
+                self.poses[left, 0] + fraction * (self.poses[right, 0] - self.poses[left, 0]),
+                self.poses[left, 1] + fraction * (self.poses[right, 1] - self.poses[left, 1]),
+                wrap_angle(yaw[left] + fraction * (yaw[right] - yaw[left])),
+            ],
+            axis=-1,
+        )
+        velocity = self.velocity[left] + fraction[..., None] * (self.velocity[right] - self.velocity[left])
+        yaw_rate = self.yaw_rate[left] + fraction * (self.yaw_rate[right] - self.yaw_rate[left])
+        segment = np.where(inside, self.segment[np.where(fraction > 0.5, right, left)], -1)
+        return pose, velocity, yaw_rate, segment
+
+
+def derive_command(track: OdometryTrack, time_ns: int, lookahead_s: float) -> DrivingCommand:
+    """Left / straight / right from the heading change over the next ``lookahead_s``
+    (for bags without a command topic); UNKNOWN where the segment ends sooner."""
+    times = np.array([time_ns, time_ns + int(lookahead_s * 1e9)])
+    poses, _, _, segment = track.interpolate(times)
+    if segment[0] < 0 or segment[0] != segment[1]:
+        return DrivingCommand.UNKNOWN
+    change = float(wrap_angle(poses[1, 2] - poses[0, 2]))
+    if change > COMMAND_TURN_RAD:
+        return DrivingCommand.LEFT
+    if change < -COMMAND_TURN_RAD:
+        return DrivingCommand.RIGHT
+    return DrivingCommand.STRAIGHT
+
+
+def _read_log(bag: Path, config: DatasetConfig):
+    """Odometry track, camera frames and stamps, command messages of one bag."""
+    available = bag_topics(bag)
+    camera_topic = config.camera_topic
+    if camera_topic not in available and config.camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
+        camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
+    wanted = [camera_topic, config.odometry_topic]
+    has_command = config.command_topic in available
+    if has_command:
+        wanted.append(config.command_topic)
+    stamps, poses, velocities, yaw_rates = [], [], [], []
+    frames, frame_stamps, commands = [], [], []
+    for item in read_messages(bag, wanted):
+        try:
+            if item.topic == config.odometry_topic:
+                ego = conversions.odometry_to_ego_state(
+                    item.message, config.odometry_frame_id, config.odometry_child_frame_id
+                )
+                stamps.append(ego.stamp_ns)
+                poses.append(ego.pose)
+                velocities.append([ego.velocity_x_mps, ego.velocity_y_mps])
+                yaw_rates.append(ego.yaw_rate_rps)
+            elif item.topic == camera_topic:
+                if item.type_name.endswith("CompressedImage"):
+                    frame = conversions.compressed_image_from_msg(item.message)
+                else:
+                    frame = conversions.image_from_msg(item.message)
+                if config.frame_size is not None and (frame.shape[1], frame.shape[0]) != tuple(config.frame_size):
+                    frame = cv2.resize(frame, tuple(config.frame_size), interpolation=cv2.INTER_AREA)
+                if frames and frame.shape != frames[0].shape:
+                    raise InputError(
+                        f"{camera_topic} frame size", f"{frames[0].shape} like the first frame", frame.shape
+                    )
+                frames.append(frame)
+                frame_stamps.append(conversions.time_to_ns(item.message.header.stamp))
+            else:
+                commands.append((conversions.time_to_ns(item.message.header.stamp), int(item.message.command)))
+        except InputError as error:
+            raise BagError(f"{bag}: {item.topic} at {item.stamp_ns} ns: {error}") from error
+    if len(stamps) < 2 or not frames:
+        raise BagError(f"{bag}: needs at least 2 odometry messages and 1 frame, has {len(stamps)} and {len(frames)}")
+    order = np.argsort(stamps, kind="stable")
+    track = OdometryTrack(
+        np.asarray(stamps, dtype=np.int64)[order],
+        np.asarray(poses)[order],
+        np.asarray(velocities)[order],
+        np.asarray(yaw_rates)[order],
+    )
+    track.split_segments(config.max_gap_s, config.teleport_margin_m)
+    return track, np.stack(frames), np.asarray(frame_stamps, dtype=np.int64), commands, camera_topic
+
+
+def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dict, dict]:
+    """(frames (F, H, W, 3) uint8, sample arrays, metadata) of one bag."""
+    track, frames, frame_stamps, commands, camera_topic = _read_log(bag, config)
+    command_stamps = np.array([c[0] for c in commands], dtype=np.int64)
+    command_values = np.array([c[1] for c in commands], dtype=np.int64)
+    history_offsets = -np.arange(config.history_frames - 1, -1, -1) * config.history_interval_s
+    future_offsets = np.arange(1, config.future_poses + 1) * config.future_interval_s
+    acceleration_dt_s = 0.25
+    columns: dict[str, list] = {
+        key: []
+        for key in ("frame_indices", "stamps_ns", "ego_status", "history_poses", "trajectory", "command", "segment")
+    }
+    for index in range(0, len(frame_stamps), config.sample_stride):
+        stamp = int(frame_stamps[index])
+        history_times = stamp + np.round(history_offsets * 1e9).astype(np.int64)
+        frame_index = np.searchsorted(frame_stamps, history_times)
+        frame_index = np.clip(frame_index, 0, len(frame_stamps) - 1)
+        nearer_left = (frame_index > 0) & (
+            np.abs(frame_stamps[np.maximum(frame_index - 1, 0)] - history_times)
+            < np.abs(frame_stamps[frame_index] - history_times)
+        )
+        frame_index = np.where(nearer_left, frame_index - 1, frame_index)
+        if np.any(np.abs(frame_stamps[frame_index] - history_times) > config.frame_match_tolerance_s * 1e9):
+            continue  # a history frame is missing
+        future_times = stamp + np.round(future_offsets * 1e9).astype(np.int64)
+        around = stamp + np.round(np.array([-acceleration_dt_s, acceleration_dt_s]) * 1e9).astype(np.int64)
+        times = np.concatenate([[stamp], history_times, future_times, around])
+        poses, velocity, yaw_rate, segment = track.interpolate(times)
+        core = segment[: 1 + len(history_times) + len(future_times)]
+        if core[0] < 0 or np.any(core != core[0]):
+            continue  # not all inside one continuous stretch of odometry
+        # Acceleration: velocity change over [t - 0.25 s, t + 0.25 s] in the later body frame,
+        # shortened to t itself at a segment's ends.
+        before = 1 + len(history_times) + len(future_times)
+        earlier = before if segment[before] == core[0] else 0
+        later = before + 1 if segment[before + 1] == core[0] else 0
+        span_s = (times[later] - times[earlier]) * 1e-9
+        heading_change = poses[later, 2] - poses[earlier, 2]
+        cos_h, sin_h = np.cos(heading_change), np.sin(heading_change)
+        earlier_velocity = np.array(
+            [
+                cos_h * velocity[earlier, 0] + sin_h * velocity[earlier, 1],
+                -sin_h * velocity[earlier, 0] + cos_h * velocity[earlier, 1],
+            ]
+        )
+        acceleration = (velocity[later] - earlier_velocity) / span_s if span_s > 0 else np.zeros(2)
+        origin = poses[0]
+        if len(command_stamps):
+            latest = np.searchsorted(command_stamps, stamp, side="right") - 1
+            command = DrivingCommand(command_values[latest]) if latest >= 0 else DrivingCommand.UNKNOWN
+        else:
+            command = derive_command(track, stamp, config.command_lookahead_s)
+        columns["frame_indices"].append(frame_index.astype(np.int32))
+        columns["stamps_ns"].append(stamp)
+        columns["ego_status"].append([*velocity[0], *acceleration, yaw_rate[0]])
+        columns["history_poses"].append(relative_poses(origin, poses[1 : 1 + len(history_times)]))
+        columns["trajectory"].append(relative_poses(origin, poses[1 + len(history_times) : before]))
+        columns["command"].append(int(command))
+        columns["segment"].append(int(core[0]))
+    if not columns["stamps_ns"]:
+        raise BagError(
+            f"{bag}: no sample has {config.history_s:.1f} s of history and {config.horizon_s:.1f} s of future "
+            f"inside continuous odometry"
+        )
+    samples = {
+        "frame_indices": np.stack(columns["frame_indices"]).astype(np.int32),
+        "stamps_ns": np.asarray(columns["stamps_ns"], dtype=np.int64),
+        "ego_status": np.asarray(columns["ego_status"], dtype=np.float32),
+        "history_poses": np.stack(columns["history_poses"]).astype(np.float32),
+        "trajectory": np.stack(columns["trajectory"]).astype(np.float64),
+        "command": np.asarray(columns["command"], dtype=np.uint8),
+        "segment": np.asarray(columns["segment"], dtype=np.int32),
+    }
+    meta = {
+        "cache_version": CACHE_VERSION,
+        "bag": str(bag),
+        "camera_topic": camera_topic,
+        "command_source": "topic" if len(command_stamps) else "derived from odometry",
+        "frames": len(frames),
+        "samples": len(samples["stamps_ns"]),
+        "segments": int(track.segment.max() + 1),
+        "frame_shape": list(frames.shape[1:]),
+        "config": asdict(config),
+    }
+    return frames, samples, meta
+
+
+def _split_of(log_name: str, val_fraction: float) -> str:
+    """Deterministic split by log: the same log is always in the same split."""
+    bucket = int(hashlib.sha256(log_name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if bucket < val_fraction else "train"
+
+
+def cache_log(bag: Path, cache_dir: Path, config: DatasetConfig) -> Path:
+    """Build one log's samples and write them atomically to ``cache_dir/<log name>``."""
+    bag = Path(bag)
+    target = Path(cache_dir) / bag.name
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        frames, samples, meta = build_log_samples(bag, config)
+        partial.mkdir(parents=True)
+        np.save(partial / "frames.npy", frames)
+        np.savez(partial / "samples.npz", **samples)
+        (partial / "meta.json").write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def find_bags(path: Path) -> list[Path]:
+    """A bag directory itself, or every bag directory (with metadata.yaml) below ``path``."""
+    path = Path(path)
+    if (path / "metadata.yaml").is_file() or path.suffix in (".mcap", ".db3"):
+        return [path]
+    bags = sorted(p.parent for p in path.rglob("metadata.yaml") if not p.parent.name.endswith(".partial"))
+    if not bags:
+        raise BagError(f"{path}: no rosbag2 found (a directory with metadata.yaml)")
+    return bags
+
+
+def build_dataset(source: Path, cache_dir: Path, config: DatasetConfig | None = None) -> dict:
+    """Cache every bag under ``source``; write ``cache_dir/dataset.json`` listing logs and splits."""
+    config = config or DatasetConfig()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logs = []
+    for bag in find_bags(source):
+        target = cache_log(bag, cache_dir, config)
+        meta = json.loads((target / "meta.json").read_text())
+        logs.append(
+            {"name": target.name, "split": _split_of(target.name, config.val_fraction), "samples": meta["samples"]}
+        )
+    if len(logs) > 1 and all(log["split"] == "train" for log in logs) and config.val_fraction > 0.0:
+        logs[-1]["split"] = "val"  # keep at least one held-out log
+    index = {"cache_version": CACHE_VERSION, "config": asdict(config), "logs": logs}
+    (cache_dir / "dataset.json").write_text(json.dumps(index, indent=2))
+    return index
+
+
+@dataclass(frozen=True)
+class LogSamples:
+    """One cached log: ``frames`` (F, H, W, 3) uint8 (memory-mapped) and the sample arrays."""
+
+    name: str
+    frames: np.ndarray
+    samples: dict
+
+    @staticmethod
+    def load(log_dir: Path) -> LogSamples:
+        log_dir = Path(log_dir)
+        meta = json.loads((log_dir / "meta.json").read_text())
+        if meta.get("cache_version") != CACHE_VERSION:
+            raise BagError(
+                f"{log_dir}: cache version {meta.get('cache_version')}, expected {CACHE_VERSION}; rebuild it"
+            )
+        with np.load(log_dir / "samples.npz") as arrays:
+            samples = {key: arrays[key] for key in arrays.files}
+        return LogSamples(log_dir.name, np.load(log_dir / "frames.npy", mmap_mode="r"), samples)
+
+    def __len__(self) -> int:
+        return len(self.samples["stamps_ns"])
+
+    def frame_history(self, sample: int) -> np.ndarray:
+        """(history_frames, H, W, 3) uint8, oldest first."""
+        return np.asarray(self.frames[self.samples["frame_indices"][sample]])
