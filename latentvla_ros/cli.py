@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from latentvla_ros import __version__
+from latentvla_ros.core.validation import InputError
+from latentvla_ros.data.bag_io import BagError
 from latentvla_ros.environment import ensure_ament_prefix
 
 
@@ -23,19 +26,95 @@ def _cmd_info(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from latentvla_ros.data.recording import record
+
+    logs = record(args.scenario, args.minutes, args.seed, Path(args.out), traffic_density=args.traffic_density)
+    print(f"{'bag':32s} {'simulated':>10s} {'wall':>8s} {'x real time':>11s} {'episodes':>8s} {'at-fault':>8s}")
+    for log in logs:
+        summary = log.summary
+        print(
+            f"{log.path!s:32s} {log.simulated_s:9.0f}s {log.wall_s:7.1f}s {log.simulated_s / log.wall_s:11.1f}"
+            f" {summary.episodes:8d} {summary.at_fault_collisions:8d}"
+        )
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    from latentvla_ros.data.dataset_builder import DatasetConfig, build_dataset
+
+    config = DatasetConfig(
+        camera_topic=args.camera_topic,
+        odometry_topic=args.odometry_topic,
+        command_topic=args.command_topic,
+        odometry_frame_id=args.odometry_frame,
+        odometry_child_frame_id=args.base_frame,
+    )
+    index = build_dataset(Path(args.bags), Path(args.out), config)
+    for log in index["logs"]:
+        print(f"{log['name']:32s} {log['split']:5s} {log['samples']:6d} samples")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from latentvla_ros.data.dataset_builder import find_bags
+    from latentvla_ros.data.preview import render_bag_preview, render_drive_overview
+
+    out_dir = Path(args.out)
+    for bag in find_bags(Path(args.bag)):
+        print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames))
+        print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from latentvla_ros import topics
+
     parser = argparse.ArgumentParser(prog="latentvla", description=__doc__)
     parser.add_argument("--version", action="version", version=f"latentvla_ros {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True)
     info = subcommands.add_parser("info", help="versions and interface check")
     info.set_defaults(handler=_cmd_info)
+
+    record = subcommands.add_parser("record", help="drive the expert in simulated scenarios and write rosbag2 logs")
+    record.add_argument(
+        "--scenario", default="all", help="all, or a comma list of highway,merge,roundabout,intersection"
+    )
+    record.add_argument(
+        "--minutes", type=float, default=2.0, help="simulated minutes in total, shared by the scenarios"
+    )
+    record.add_argument("--seed", type=int, default=0, help="fixes scenarios and traffic")
+    record.add_argument("--traffic-density", type=float, default=1.0, help="scales each scenario's traffic")
+    record.add_argument("--out", required=True, help="output directory (one bag per scenario inside)")
+    record.set_defaults(handler=_cmd_record)
+
+    dataset = subcommands.add_parser("dataset", help="build training samples from rosbag2 logs")
+    dataset.add_argument("bags", help="a bag, or a directory searched for bags")
+    dataset.add_argument("--out", required=True, help="cache directory")
+    dataset.add_argument("--camera-topic", default=topics.CAMERA_IMAGE_COMPRESSED, help="Image or CompressedImage")
+    dataset.add_argument("--odometry-topic", default=topics.ODOMETRY)
+    dataset.add_argument("--command-topic", default=topics.DRIVING_COMMAND, help="optional; derived if absent")
+    dataset.add_argument("--odometry-frame", default="map", help="expected Odometry.header.frame_id")
+    dataset.add_argument("--base-frame", default="base_link", help="expected Odometry.child_frame_id")
+    dataset.set_defaults(handler=_cmd_dataset)
+
+    preview = subcommands.add_parser("preview", help="PNG previews of bags (frames + trajectory, BEV, driven path)")
+    preview.add_argument("bag", help="a bag, or a directory searched for bags")
+    preview.add_argument("--out", default="out/preview", help="output directory for the PNGs")
+    preview.add_argument("--frames", type=int, default=4)
+    preview.set_defaults(handler=_cmd_preview)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     ensure_ament_prefix()
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (BagError, InputError, ValueError, FileNotFoundError) as error:
+        # One clear line, not a traceback: the input was wrong, not the program.
+        print(f"latentvla {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
