@@ -78,7 +78,9 @@ class TrajectoryTracker:
         acceleration = (
             feed_forward + config.speed_gain * speed_error + config.speed_integral_gain * self._speed_error_integral
         )
-        if target_speed < 0.2 and ego.speed_mps < 0.5:
+        upcoming = reference.speeds_mps[(reference.times_s >= elapsed_s) & (reference.times_s <= elapsed_s + 1.5)]
+        plan_stays_stopped = upcoming.size == 0 or float(upcoming.max()) < 0.3
+        if plan_stays_stopped and ego.speed_mps < 0.5:
             acceleration = min(acceleration, -1.0)  # hold the car at a standstill
         steering = self._pure_pursuit(ego, reference)
         return float(acceleration), float(steering)

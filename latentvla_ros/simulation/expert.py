@@ -161,9 +161,10 @@ class ExpertPlanner(Planner):
     def _corridor(self, ego: EgoState, edge_number: int, lane_index: LaneIndex, is_lane_change: bool) -> Corridor:
         full = self._full_corridor(edge_number, lane_index)
         lane = self.network.get_lane(lane_index)
-        # Start where the ego is along its lane: the lane's own coordinate, robust where paths overlap.
+        # Start at the ego's projection on the corridor, searched near the lane's own
+        # coordinate (which alone is off on the bridges between lanes).
         longitudinal, _ = lane.local_coordinates(position_to_highway(ego.pose[:2]))
-        start_m = float(np.clip(longitudinal, 0.0, full.length_m))
+        start_m = full.project_near(ego.pose[:2], float(np.clip(longitudinal, 0.0, full.length_m)))
         lateral = full.signed_lateral_offset(ego.pose[:2], start_m)
         blend_m = max(15.0, ego.speed_mps * self.config.lane_change_duration_s) if is_lane_change else 12.0
         path = full.window(start_m, self.config.path_length_m, lateral, blend_m)

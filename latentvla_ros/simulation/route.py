@@ -66,6 +66,21 @@ class LanePath:
         shape = positions.shape[:-1]
         return self.arc_length_m[nearest].reshape(shape), distance.reshape(shape)
 
+    def project_near(self, position: np.ndarray, around_m: float, radius_m: float = 25.0) -> float:
+        """Arc length of the point of the polyline closest to ``position`` (2,), searched only
+        within ``radius_m`` of arc length ``around_m`` (so a path crossing itself cannot capture it)."""
+        window = np.flatnonzero(np.abs(self.arc_length_m - around_m) <= radius_m)
+        if len(window) < 2:
+            window = np.arange(len(self.points))
+        starts, ends = self.points[window[:-1]], self.points[window[1:]]
+        segment = ends - starts
+        length_sq = np.maximum((segment**2).sum(axis=1), 1e-12)
+        fraction = np.clip(((position - starts) * segment).sum(axis=1) / length_sq, 0.0, 1.0)
+        distance = np.linalg.norm(starts + fraction[:, None] * segment - position, axis=1)
+        best = int(np.argmin(distance))
+        arc_start, arc_end = self.arc_length_m[window[best]], self.arc_length_m[window[best + 1]]
+        return float(arc_start + fraction[best] * (arc_end - arc_start))
+
     def signed_lateral_offset(self, position: np.ndarray, arc_length_m: float) -> float:
         """Offset (m, positive left) of ``position`` from the path at ``arc_length_m``."""
         x, y, heading = self.pose_at(arc_length_m)

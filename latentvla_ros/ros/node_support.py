@@ -1,0 +1,99 @@
+"""What every node of this package shares: start-up and shutdown, parameter
+errors as one log line, the processing-time topic and diagnostics."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import Float64
+
+from latentvla_ros.environment import ensure_ament_prefix
+from latentvla_ros.ros.qos import STATE
+
+
+class ParameterError(ValueError):
+    """A parameter out of range: the node logs it as one line and exits with status 2."""
+
+
+def run_node(make_node: Callable[[], Node], argv: list[str] | None = None) -> int:
+    """``rclpy.init``, build the node, spin (multi-threaded: slow callbacks never block
+    the parameter services) until the node sets ``finished`` or on Ctrl-C or an
+    external shutdown, then shut down cleanly."""
+    ensure_ament_prefix()
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    status = 0
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        while rclpy.ok() and not getattr(node, "finished", False):
+            executor.spin_once(timeout_sec=0.1)
+    except ParameterError as error:
+        rclpy.logging.get_logger("latentvla_ros").fatal(f"invalid parameter: {error}")
+        status = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ParameterError(message)
+
+
+class ProcessingTimePublisher:
+    """``~/debug/processing_time_ms`` (std_msgs/Float64), as Autoware's nodes publish it."""
+
+    def __init__(self, node: Node) -> None:
+        self._publisher = node.create_publisher(Float64, "~/debug/processing_time_ms", STATE)
+        self._started: float | None = None
+        self.last_ms = 0.0
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def stop(self) -> float:
+        if self._started is None:
+            return 0.0
+        self.last_ms = (time.perf_counter() - self._started) * 1e3
+        self._publisher.publish(Float64(data=self.last_ms))
+        self._started = None
+        return self.last_ms
+
+
+class DiagnosticsPublisher:
+    """One ``diagnostic_msgs/DiagnosticArray`` status for the node on ``/diagnostics``, at 1 Hz
+    (wall time, so a stalled sim clock shows as stale values, never as silence)."""
+
+    def __init__(self, node: Node, hardware_id: str, collect: Callable[[], tuple[bytes, str, dict]]) -> None:
+        """``collect()`` returns (level: DiagnosticStatus.OK/WARN/ERROR/STALE, message, key values)."""
+        self._node = node
+        self._name = f"{node.get_name()}: {hardware_id}"
+        self._hardware_id = hardware_id
+        self._collect = collect
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", STATE)
+        self._timer = node.create_timer(1.0, self._publish, clock=rclpy.clock.Clock())
+
+    def _publish(self) -> None:
+        level, message, values = self._collect()
+        status = DiagnosticStatus(
+            level=level,
+            name=self._name,
+            message=message,
+            hardware_id=self._hardware_id,
+            values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
