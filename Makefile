@@ -15,7 +15,12 @@ INSTALL_INPUTS := CMakeLists.txt package.xml $(wildcard cmake/*) $(wildcard msg/
 # The venv is also the ROS prefix: ament looks up packages and interfaces here.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 
-.PHONY: test setup clean colcon-build
+.PHONY: demo test setup clean colcon-build
+
+# The ROS 2 graph (simulator, planner, recorder) driving for a simulated minute;
+# writes out/demo/bag and out/demo/*.png.
+demo: setup
+	$(VENV)/bin/latentvla demo --out out/demo
 
 test: setup
 	$(VPY) -m pytest test

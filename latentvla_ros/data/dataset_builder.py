@@ -160,11 +160,15 @@ def _read_log(bag: Path, config: DatasetConfig):
                 ego = conversions.odometry_to_ego_state(
                     item.message, config.odometry_frame_id, config.odometry_child_frame_id
                 )
+                if stamps and ego.stamp_ns == stamps[-1]:
+                    continue  # a republished state (e.g. while a simulator waits for subscribers)
                 stamps.append(ego.stamp_ns)
                 poses.append(ego.pose)
                 velocities.append([ego.velocity_x_mps, ego.velocity_y_mps])
                 yaw_rates.append(ego.yaw_rate_rps)
             elif item.topic == camera_topic:
+                if frame_stamps and conversions.time_to_ns(item.message.header.stamp) == frame_stamps[-1]:
+                    continue
                 if item.type_name.endswith("CompressedImage"):
                     frame = conversions.compressed_image_from_msg(item.message)
                 else:

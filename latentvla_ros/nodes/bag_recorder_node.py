@@ -10,8 +10,10 @@ complete only once the node shuts down; until then it is ``<path>.partial``.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -19,6 +21,7 @@ from latentvla_ros.data.bag_io import BagError, BagWriter, message_class
 from latentvla_ros.ros.node_support import require, run_node
 
 DISCOVERY_PERIOD_S = 0.2
+DISCOVERY_TIMEOUT_S = 5.0
 
 
 class BagRecorderNode(Node):
@@ -42,13 +45,23 @@ class BagRecorderNode(Node):
         self.pending = set(wanted)
         self.output = output
         self._raw_subscriptions = []
-        self._timer = self.create_timer(DISCOVERY_PERIOD_S, self._discover)
+        self._started = time.monotonic()
+        # A steady clock: with use_sim_time the ROS clock stands still until the simulator
+        # steps, and the simulator may be waiting for this recorder to subscribe.
+        self._timer = self.create_timer(
+            DISCOVERY_PERIOD_S, self._discover, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
         self.get_logger().info(f"recording {len(wanted)} topic(s) to {output}")
 
     def _discover(self) -> None:
-        """Subscribe to each wanted topic once a publisher of it appears."""
-        for topic in sorted(self.pending):
-            publishers = self.get_publishers_info_by_topic(topic)
+        """Subscribe to the wanted topics in one pass once all have publishers (so a publisher
+        seeing one of our subscriptions knows all are there), or to those found so far after
+        DISCOVERY_TIMEOUT_S; later ones are added as they appear."""
+        found = {topic: self.get_publishers_info_by_topic(topic) for topic in self.pending}
+        waited_s = time.monotonic() - self._started
+        if not all(found.values()) and waited_s < DISCOVERY_TIMEOUT_S:
+            return
+        for topic, publishers in sorted(found.items()):
             if not publishers:
                 continue
             type_name = publishers[0].topic_type

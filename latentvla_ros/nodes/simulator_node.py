@@ -52,6 +52,7 @@ class SimulatorNode(Node):
         self.declare_parameter("lockstep_timeout_s", 2.0)
         self.declare_parameter("startup_timeout_s", 30.0)
         self.declare_parameter("startup_delay_s", 0.0)
+        self.declare_parameter("startup_wait_topics", [""])
         self.declare_parameter("duration_s", 0.0)
         self.declare_parameter("trajectory_timeout_s", 1.0)
         self.declare_parameter("publish_raw_image", True)
@@ -102,6 +103,7 @@ class SimulatorNode(Node):
         self.lockstep_timeout_s = value("lockstep_timeout_s")
         self.startup_timeout_s = value("startup_timeout_s")
         self.startup_delay_s = value("startup_delay_s")
+        self.startup_wait_topics = [topic for topic in value("startup_wait_topics") if topic]
         self.duration_s = value("duration_s")
         self.trajectory_timeout_ns = int(value("trajectory_timeout_s") * 1e9)
 
@@ -114,6 +116,8 @@ class SimulatorNode(Node):
         self.diagnostics = DiagnosticsPublisher(self, "simulator", self._diagnostics)
 
         self.finished = False
+        self._ready_since = None
+        self._stepping_started = False
         self._ego_history = {}
         self._last_plan_stamp_ns = -1
         self._plan_for_current_step = False
@@ -159,17 +163,33 @@ class SimulatorNode(Node):
 
     # --- stepping -------------------------------------------------------------------
 
+    def _startup_complete(self, now: float) -> bool:
+        """Lock-step start: a planner has answered and every awaited topic has a subscriber,
+        for ``startup_delay_s`` (subscriptions settle); or ``startup_timeout_s`` has passed."""
+        if now - self._started_wall >= self.startup_timeout_s:
+            return True
+        ready = self._last_plan_stamp_ns >= 0 and all(self.count_subscribers(t) > 0 for t in self.startup_wait_topics)
+        if not ready:
+            self._ready_since = None
+            return False
+        if self._ready_since is None:
+            self._ready_since = now
+        return now - self._ready_since >= self.startup_delay_s
+
     def _on_timer(self) -> None:
-        if self.lockstep and not self._plan_for_current_step:
-            waiting_s = time.perf_counter() - self._started_wall
-            starting = self._last_plan_stamp_ns < 0 or waiting_s < self.startup_delay_s
-            if starting and waiting_s < self.startup_timeout_s:
-                # Start-up: planners discover us after the first state went out; repeat it until one answers.
-                if time.perf_counter() - self._published_at > STARTUP_REPUBLISH_S:
-                    self._publish_state()
-                return
-            if time.perf_counter() - self._published_at < self.lockstep_timeout_s:
-                return
+        now = time.perf_counter()
+        if self.lockstep and not self._stepping_started and not self._startup_complete(now):
+            # Planners and recorders discover us after the first state went out: repeat it.
+            if now - self._published_at > STARTUP_REPUBLISH_S:
+                self._publish_state()
+            return
+        if self.lockstep and not self._plan_for_current_step and now - self._published_at < self.lockstep_timeout_s:
+            return
+        if not self._stepping_started:
+            waited = now - self._started_wall
+            awaited = ", ".join(f"{t} ({self.count_subscribers(t)})" for t in self.startup_wait_topics) or "none"
+            self.get_logger().info(f"stepping after {waited:.1f} s of start-up; awaited subscribers: {awaited}")
+        self._stepping_started = True
         self.processing_time.start()
         ego = self.world.ego_state()
         if self.world.time_ns - self._last_plan_stamp_ns > self.trajectory_timeout_ns:

@@ -8,9 +8,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 # depth 1 so a slow callback always sees the newest frame, never a stale queue.
 SENSOR_INPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Sensor outputs (our simulator's camera): reliable, so RViz and ros2 bag (reliable by default) see them too.
-SENSOR_OUTPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# A publisher's depth is how much a briefly slow reliable reader (a recorder) can lag without loss;
+# readers that want only the newest frame subscribe with SENSOR_INPUT.
+SENSOR_OUTPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Plans, states and debug topics.
-STATE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+STATE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Latched: static transforms, episode descriptions (late joiners still get the last one).
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
