@@ -1,0 +1,243 @@
+"""Recording rosbag2 logs, reading them independently, and building the dataset."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+
+from latentvla_ros import topics
+from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.core.ego_state import EgoState
+from latentvla_ros.core.se2 import relative_poses
+from latentvla_ros.data.bag_io import BagError, BagWriter
+from latentvla_ros.data.dataset_builder import (
+    DatasetConfig,
+    LogSamples,
+    build_dataset,
+    build_log_samples,
+    cache_log,
+)
+from latentvla_ros.data.preview import read_episodes, render_bag_preview, render_drive_overview
+from latentvla_ros.ros import conversions
+from latentvla_ros.simulation.closed_loop import drive_expert
+from latentvla_ros.simulation.scenarios import SCENARIO_NAMES, ScenarioConfig
+from latentvla_ros.simulation.world import DrivingWorld
+
+SEED = 3
+MINUTES = 2.0
+LATENTVLA = Path(sys.executable).parent / "latentvla"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Acceptance 1: ``latentvla record --scenario all --minutes 2 --seed N --out DIR``."""
+    out = tmp_path_factory.mktemp("logs") / "bags"
+    result = subprocess.run(
+        [
+            str(LATENTVLA),
+            "record",
+            "--scenario",
+            "all",
+            "--minutes",
+            str(MINUTES),
+            "--seed",
+            str(SEED),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+EXPECTED_TOPICS = {
+    topics.CAMERA_IMAGE_COMPRESSED: "sensor_msgs/msg/CompressedImage",
+    topics.CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
+    topics.ODOMETRY: "nav_msgs/msg/Odometry",
+    topics.TF: "tf2_msgs/msg/TFMessage",
+    topics.TF_STATIC: "tf2_msgs/msg/TFMessage",
+    topics.DRIVING_COMMAND: "latentvla_ros/msg/DrivingCommand",
+    topics.GROUND_TRUTH_AGENTS: "latentvla_ros/msg/GroundTruthAgents",
+    topics.EPISODE: "std_msgs/msg/String",
+    topics.TRAJECTORY: "latentvla_ros/msg/PlannedTrajectory",
+}
+
+
+@pytest.mark.slow
+def test_recorded_bags_read_by_the_mcap_package(recorded):
+    steps_per_bag = round(MINUTES * 60 / len(SCENARIO_NAMES) / 0.1)
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    for name in SCENARIO_NAMES:
+        bag = recorded / f"{name}_seed{SEED}"
+        mcap_files = list(bag.glob("*.mcap"))
+        assert len(mcap_files) == 1 and (bag / "metadata.yaml").is_file()
+        with open(mcap_files[0], "rb") as stream:
+            reader = make_reader(stream)
+            summary = reader.get_summary()
+            channels = {channel.topic: channel for channel in summary.channels.values()}
+            types = {topic: summary.schemas[channel.schema_id].name for topic, channel in channels.items()}
+            counts = {
+                channels_by_id.topic: count
+                for channels_by_id, count in (
+                    (summary.channels[channel_id], count)
+                    for channel_id, count in summary.statistics.channel_message_counts.items()
+                )
+            }
+            assert types == EXPECTED_TOPICS
+            assert all(channel.message_encoding == "cdr" for channel in channels.values())
+            assert all(summary.schemas[c.schema_id].encoding == "ros2msg" for c in channels.values())
+            for topic in (topics.ODOMETRY, topics.CAMERA_IMAGE_COMPRESSED, topics.GROUND_TRUTH_AGENTS):
+                assert counts[topic] == steps_per_bag, (topic, counts[topic])
+            # Frames decode to images, without rclpy: rosbags' own CDR reader, then OpenCV.
+            decoded = 0
+            stream.seek(0)
+            for _schema, _channel, message in make_reader(stream).iter_messages(
+                topics=[topics.CAMERA_IMAGE_COMPRESSED]
+            ):
+                image_msg = typestore.deserialize_cdr(message.data, "sensor_msgs/msg/CompressedImage")
+                image = cv2.imdecode(np.frombuffer(bytes(image_msg.data), np.uint8), cv2.IMREAD_COLOR)
+                assert image.shape == (128, 256, 3)
+                decoded += 1
+                if decoded == 3:
+                    break
+            assert decoded == 3
+        with Reader(bag) as rosbags_reader:  # and the rosbag2 metadata a stock `ros2 bag info` reads
+            assert rosbags_reader.message_count == sum(counts.values())
+            assert rosbags_reader.duration >= (steps_per_bag - 1) * 100_000_000
+
+
+def _ground_truth_poses(name: str, duration_s: float) -> dict[int, np.ndarray]:
+    """The simulator's own ego poses per stamp, from replaying the seeded drive."""
+    world = DrivingWorld(ScenarioConfig(name, seed=SEED))
+    poses = {}
+    drive_expert(world, duration_s, lambda world, record: poses.__setitem__(world.time_ns, record.ego.pose))
+    return poses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["roundabout", "intersection"])
+def test_dataset_future_trajectories_match_simulator_ground_truth(recorded, name):
+    frames, samples, meta = build_log_samples(recorded / f"{name}_seed{SEED}", DatasetConfig())
+    assert meta["command_source"] == "topic" and meta["samples"] > 100
+    assert frames.shape[1:] == (128, 256, 3)
+    truth = _ground_truth_poses(name, MINUTES * 60 / len(SCENARIO_NAMES))
+    worst = 0.0
+    for stamp, trajectory in zip(samples["stamps_ns"], samples["trajectory"], strict=True):
+        future = np.array([truth[int(stamp) + k * 500_000_000] for k in range(1, 9)])
+        expected = relative_poses(truth[int(stamp)], future)
+        worst = max(worst, float(np.max(np.linalg.norm(trajectory[:, :2] - expected[:, :2], axis=1))))
+    assert worst < 0.05, worst
+    # Each simulator episode (the ego teleports to a route's start) is one continuous segment.
+    assert meta["segments"] == len(read_episodes(recorded / f"{name}_seed{SEED}"))
+
+
+@pytest.mark.slow
+def test_build_dataset_splits_by_log_and_loads(recorded, tmp_path):
+    index = build_dataset(recorded, tmp_path / "cache")
+    assert sorted(log["name"] for log in index["logs"]) == sorted(f"{n}_seed{SEED}" for n in SCENARIO_NAMES)
+    assert {log["split"] for log in index["logs"]} == {"train", "val"}
+    log = LogSamples.load(tmp_path / "cache" / index["logs"][0]["name"])
+    history = log.frame_history(10)
+    assert history.shape == (4, 128, 256, 3) and history.dtype == np.uint8
+    assert log.samples["trajectory"].shape[1:] == (8, 3)
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+@pytest.mark.slow
+def test_missing_topic_error_lists_the_bag_topics(recorded, tmp_path):
+    config = DatasetConfig(odometry_topic="/odom")
+    with pytest.raises(BagError) as error:
+        cache_log(recorded / f"merge_seed{SEED}", tmp_path, config)
+    message = str(error.value)
+    assert "missing topic(s) /odom" in message and f"{topics.ODOMETRY} (nav_msgs/msg/Odometry)" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_truncated_bag_gives_clear_error_and_leaves_no_cache(recorded, tmp_path):
+    bag = tmp_path / "truncated"
+    shutil.copytree(recorded / f"highway_seed{SEED}", bag)
+    mcap_file = next(bag.glob("*.mcap"))
+    data = mcap_file.read_bytes()
+    mcap_file.write_bytes(data[: len(data) // 2])
+    cache = tmp_path / "cache"
+    with pytest.raises(BagError, match=r"truncated|not a readable rosbag2"):
+        cache_log(bag, cache, DatasetConfig())
+    assert not (cache / "truncated").exists() and not (cache / "truncated.partial").exists()
+
+
+@pytest.mark.slow
+def test_preview_and_overview_pngs(recorded, tmp_path):
+    bag = recorded / f"roundabout_seed{SEED}"
+    preview = cv2.imread(str(render_bag_preview(bag, tmp_path / "preview.png", frame_count=3)))
+    assert preview.shape == (3 * 256, 512 + 256, 3)
+    overview = cv2.imread(str(render_drive_overview(bag, tmp_path / "overview.png")))
+    assert overview.shape[0] > 400 and overview.std() > 10
+
+
+def _synthetic_bag(
+    path: Path, odometry_times_s: np.ndarray, frame_times_s: np.ndarray, speed_mps: float = 10.0
+) -> None:
+    """A bag like a team's: raw Image camera, odometry driving straight, no command topic."""
+    image = np.zeros((32, 64, 3), np.uint8)
+    with BagWriter(path) as bag:
+        for t in frame_times_s:
+            stamp = round(t * 1e9)
+            bag.write(topics.CAMERA_IMAGE, stamp, conversions.image_to_msg(image, stamp, "camera"))
+        for t in odometry_times_s:
+            stamp = round(t * 1e9)
+            state = EgoState(stamp, x_m=speed_mps * t, y_m=0.0, yaw_rad=0.0, velocity_x_mps=speed_mps)
+            bag.write(topics.ODOMETRY, stamp, conversions.ego_state_to_odometry(state))
+
+
+def test_odometry_gaps_interpolated_below_horizon_and_split_above(tmp_path):
+    odometry = np.round(np.arange(0.0, 40.0, 0.1), 1)
+    short_gap = (odometry > 10.0) & (odometry < 12.0)  # 2 s: interpolated
+    long_gap = (odometry > 20.0) & (odometry < 26.0)  # 6 s > the 4 s horizon: ends the sequence
+    frames = np.round(np.arange(0.0, 40.0, 0.1), 1)
+    _synthetic_bag(tmp_path / "gaps", odometry[~short_gap & ~long_gap], frames)
+    _frames, samples, meta = build_log_samples(tmp_path / "gaps", DatasetConfig())
+    assert meta["segments"] == 2 and meta["command_source"] == "derived from odometry"
+    stamps_s = samples["stamps_ns"] * 1e-9
+    # Inside the short gap the future is interpolated: straight at 10 m/s, exactly.
+    across_short = (stamps_s > 7.0) & (stamps_s < 10.0)
+    assert across_short.any()
+    np.testing.assert_allclose(
+        samples["trajectory"][across_short][:, :, 0], np.tile(np.arange(1, 9) * 5.0, (across_short.sum(), 1)), atol=1e-6
+    )
+    # No sample's window [t - 1.5 s, t + 4 s] reaches into the long gap.
+    assert not np.any((stamps_s + 4.0 > 20.0) & (stamps_s - 1.5 < 26.0))
+    # Derived commands look 8 s ahead: straight where that much odometry follows, unknown near an end.
+    segment_end_s = np.where(stamps_s < 20.0, 20.0, 39.9)
+    expected = np.where(stamps_s + 8.0 <= segment_end_s + 1e-6, DrivingCommand.STRAIGHT, DrivingCommand.UNKNOWN)
+    np.testing.assert_array_equal(samples["command"], expected.astype(np.uint8))
+    assert samples["ego_status"][:, 0] == pytest.approx(10.0)
+
+
+def test_bag_without_usable_samples_is_a_clear_error(tmp_path):
+    times = np.round(np.arange(0.0, 3.0, 0.1), 1)  # 3 s: shorter than 1.5 s history + 4 s future
+    _synthetic_bag(tmp_path / "short", times, times)
+    with pytest.raises(BagError, match=r"no sample has 1\.5 s of history and 4\.0 s of future"):
+        cache_log(tmp_path / "short", tmp_path / "cache", DatasetConfig())
+    assert not (tmp_path / "cache" / "short").exists()
+
+
+def test_bag_writer_never_leaves_a_complete_looking_bag_on_error(tmp_path):
+    with pytest.raises(RuntimeError), BagWriter(tmp_path / "bag") as bag:
+        bag.write(topics.ODOMETRY, 1, conversions.ego_state_to_odometry(EgoState(1, 0.0, 0.0, 0.0, 1.0)))
+        raise RuntimeError("recording interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BagError, match="exists already"):
+        (tmp_path / "taken").mkdir()
+        BagWriter(tmp_path / "taken")
