@@ -50,7 +50,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
         odometry_frame_id=args.odometry_frame,
         odometry_child_frame_id=args.base_frame,
     )
-    index = build_dataset(Path(args.bags), Path(args.out), config)
+    index = build_dataset(Path(args.bags), Path(args.out), config, Path(args.val) if args.val else None)
     for log in index["logs"]:
         print(f"{log['name']:32s} {log['split']:5s} {log['samples']:6d} samples")
     return 0
@@ -65,6 +65,16 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames))
         print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames))
     return 0
+
+
+def _default_model(stem: str) -> Path:
+    """A shipped model: installed share/latentvla_ros/models, else the source tree's models/."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("latentvla_ros")) / "models" / stem
+    except (ImportError, LookupError, ValueError, OSError):
+        return Path(__file__).resolve().parents[1] / "models" / stem
 
 
 def _launch_file(name: str) -> Path:
@@ -118,6 +128,65 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_lam(args: argparse.Namespace) -> int:
+    from latentvla_ros.training.lam_stages import LamTrainingConfig, train_lam
+
+    training = LamTrainingConfig(
+        stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size
+    )
+    report = train_lam(Path(args.data), Path(args.out), training=training, resume=args.resume)
+    if report:
+        _print_lam_report(report)
+    return 0
+
+
+def _print_lam_report(report: dict) -> None:
+    print(f"{'metric':28s} {'value':>10s}")
+    for key in (
+        "recon_improvement_vs_copy",
+        "reconstruction_mse",
+        "copy_last_frame_mse",
+        "ego_codes_used",
+        "env_codes_used",
+        "ego_perplexity",
+        "env_perplexity",
+        "ego_nmi",
+        "env_nmi",
+        "nmi_ratio_ego_over_env",
+    ):
+        value = report[key]
+        print(f"{key:28s} {value:10.4f}" if isinstance(value, float) else f"{key:28s} {value:10d}")
+
+
+def _cmd_eval_lam(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from latentvla_ros.data.dataset_builder import build_dataset
+    from latentvla_ros.evaluation.latent_action_evaluation import code_glosses, evaluate_lam, write_code_grid
+    from latentvla_ros.models.latent_action_features import load_windows
+    from latentvla_ros.models.latent_action_loading import load_latent_action_model
+
+    model, description = load_latent_action_model(Path(args.model))
+    data = Path(args.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        if not (data / "dataset.json").is_file():  # bags: build their samples first
+            build_dataset(data, Path(scratch) / "cache")
+            data = Path(scratch) / "cache"
+        windows = load_windows(data, model.config)
+        report, predictions = evaluate_lam(model, windows)
+    glosses = description.get("glosses") or code_glosses(
+        predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size
+    )
+    _print_lam_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**report, "model_version": description["version"]}, indent=2))
+        png = Path(args.json).with_suffix(".png")
+        print(f"json: {args.json}\npng:  {write_code_grid(png, windows, predictions.ego_tokens, glosses)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from latentvla_ros import topics
 
@@ -147,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--command-topic", default=topics.DRIVING_COMMAND, help="optional; derived if absent")
     dataset.add_argument("--odometry-frame", default="map", help="expected Odometry.header.frame_id")
     dataset.add_argument("--base-frame", default="base_link", help="expected Odometry.child_frame_id")
+    dataset.add_argument("--val", help="bags to hold out as the val split (default: a hash of each log name)")
     dataset.set_defaults(handler=_cmd_dataset)
 
     preview = subcommands.add_parser("preview", help="PNG previews of bags (frames + trajectory, BEV, driven path)")
@@ -154,6 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--out", default="out/preview", help="output directory for the PNGs")
     preview.add_argument("--frames", type=int, default=4)
     preview.set_defaults(handler=_cmd_preview)
+
+    train = subcommands.add_parser("train", help="train a model from a dataset cache")
+    train_models = train.add_subparsers(dest="model", required=True)
+    train_lam = train_models.add_parser("lam", help="the latent action model (stage 1 environment, stage 2 ego)")
+    train_lam.add_argument("--data", required=True, help="dataset cache (latentvla dataset ... --out)")
+    train_lam.add_argument("--out", required=True, help="output directory (weights, metrics, report)")
+    train_lam.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train_lam.add_argument("--stage1-steps", type=int, default=1200)
+    train_lam.add_argument("--stage2-steps", type=int, default=1200)
+    train_lam.add_argument("--batch-size", type=int, default=64)
+    train_lam.set_defaults(handler=_cmd_train_lam)
+
+    evaluate = subcommands.add_parser("eval", help="evaluate a model")
+    eval_models = evaluate.add_subparsers(dest="model_kind", required=True)
+    eval_lam = eval_models.add_parser("lam", help="reconstruction, code usage, NMI, code grid")
+    eval_lam.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
+    eval_lam.add_argument("--model", default=str(_default_model("lam_v1.0")), help="model file stem (default: shipped)")
+    eval_lam.add_argument("--json", help="write the report here (and the code grid PNG beside it)")
+    eval_lam.set_defaults(handler=_cmd_eval_lam)
 
     launch = subcommands.add_parser(
         "launch", help="run a YAML launch file without launch_ros (ros2 launch runs it too)"
@@ -176,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (BagError, InputError, ValueError, FileNotFoundError) as error:  # LaunchError is a ValueError
+    except (BagError, InputError, ValueError, FileNotFoundError) as error:  # Launch/Checkpoint/FrameSize errors too
         # One clear line, not a traceback: the input was wrong, not the program.
         print(f"latentvla {args.command}: error: {error}", file=sys.stderr)
         return 2

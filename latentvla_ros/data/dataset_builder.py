@@ -40,7 +40,7 @@ from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
 from latentvla_ros.ros import conversions
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-frame poses, ego status and segments
 COMMAND_TURN_RAD = np.radians(30.0)
 
 
@@ -198,71 +198,94 @@ def _read_log(bag: Path, config: DatasetConfig):
     return track, np.stack(frames), np.asarray(frame_stamps, dtype=np.int64), commands, camera_topic
 
 
+def ego_status_at(track: OdometryTrack, stamps_ns: np.ndarray, half_window_s: float = 0.25) -> tuple[np.ndarray, ...]:
+    """Poses (N, 3), ego status (N, 5: vx, vy, ax, ay, yaw rate) and segment ids (N,) at ``stamps_ns``.
+
+    Acceleration is the body-frame velocity change over [t - 0.25 s, t + 0.25 s],
+    shortened to t itself at a segment's ends (odometry carries no acceleration).
+    """
+    stamps_ns = np.asarray(stamps_ns, dtype=np.int64)
+    poses, velocity, yaw_rate, segment = track.interpolate(stamps_ns)
+    offset = round(half_window_s * 1e9)
+    before = track.interpolate(stamps_ns - offset)
+    after = track.interpolate(stamps_ns + offset)
+    use_before = before[3] == segment
+    use_after = after[3] == segment
+    earlier_pose = np.where(use_before[:, None], before[0], poses)
+    earlier_velocity = np.where(use_before[:, None], before[1], velocity)
+    later_pose = np.where(use_after[:, None], after[0], poses)
+    later_velocity = np.where(use_after[:, None], after[1], velocity)
+    span_s = (use_before.astype(float) + use_after.astype(float)) * half_window_s
+    heading_change = later_pose[:, 2] - earlier_pose[:, 2]
+    cos_h, sin_h = np.cos(heading_change), np.sin(heading_change)
+    earlier_in_later = np.column_stack(
+        [
+            cos_h * earlier_velocity[:, 0] + sin_h * earlier_velocity[:, 1],
+            -sin_h * earlier_velocity[:, 0] + cos_h * earlier_velocity[:, 1],
+        ]
+    )
+    acceleration = np.where(
+        span_s[:, None] > 0, (later_velocity - earlier_in_later) / np.maximum(span_s, 1e-9)[:, None], 0.0
+    )
+    status = np.column_stack([velocity, acceleration, yaw_rate])
+    return poses, status, segment
+
+
 def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dict, dict]:
-    """(frames (F, H, W, 3) uint8, sample arrays, metadata) of one bag."""
+    """(frames (F, H, W, 3) uint8, arrays, metadata) of one bag.
+
+    Per frame (``frame_*``): stamp, map-frame pose, ego status and segment (-1: outside
+    continuous odometry). Per sample: the frame indices of its history, stamp, ego
+    status, past poses, future trajectory, command and segment.
+    """
     track, frames, frame_stamps, commands, camera_topic = _read_log(bag, config)
+    frame_poses, frame_status, frame_segment = ego_status_at(track, frame_stamps)
     command_stamps = np.array([c[0] for c in commands], dtype=np.int64)
     command_values = np.array([c[1] for c in commands], dtype=np.int64)
-    history_offsets = -np.arange(config.history_frames - 1, -1, -1) * config.history_interval_s
-    future_offsets = np.arange(1, config.future_poses + 1) * config.future_interval_s
-    acceleration_dt_s = 0.25
+    history_offsets_ns = np.round(
+        -np.arange(config.history_frames - 1, -1, -1) * config.history_interval_s * 1e9
+    ).astype(np.int64)
+    future_offsets_ns = np.round(np.arange(1, config.future_poses + 1) * config.future_interval_s * 1e9).astype(
+        np.int64
+    )
     columns: dict[str, list] = {
         key: []
         for key in ("frame_indices", "stamps_ns", "ego_status", "history_poses", "trajectory", "command", "segment")
     }
     for index in range(0, len(frame_stamps), config.sample_stride):
         stamp = int(frame_stamps[index])
-        history_times = stamp + np.round(history_offsets * 1e9).astype(np.int64)
-        frame_index = np.searchsorted(frame_stamps, history_times)
-        frame_index = np.clip(frame_index, 0, len(frame_stamps) - 1)
-        nearer_left = (frame_index > 0) & (
-            np.abs(frame_stamps[np.maximum(frame_index - 1, 0)] - history_times)
-            < np.abs(frame_stamps[frame_index] - history_times)
-        )
-        frame_index = np.where(nearer_left, frame_index - 1, frame_index)
+        if frame_segment[index] < 0:
+            continue
+        history_times = stamp + history_offsets_ns
+        frame_index = np.clip(np.searchsorted(frame_stamps, history_times), 0, len(frame_stamps) - 1)
+        left = np.maximum(frame_index - 1, 0)
+        nearer_left = np.abs(frame_stamps[left] - history_times) < np.abs(frame_stamps[frame_index] - history_times)
+        frame_index = np.where(nearer_left, left, frame_index)
         if np.any(np.abs(frame_stamps[frame_index] - history_times) > config.frame_match_tolerance_s * 1e9):
             continue  # a history frame is missing
-        future_times = stamp + np.round(future_offsets * 1e9).astype(np.int64)
-        around = stamp + np.round(np.array([-acceleration_dt_s, acceleration_dt_s]) * 1e9).astype(np.int64)
-        times = np.concatenate([[stamp], history_times, future_times, around])
-        poses, velocity, yaw_rate, segment = track.interpolate(times)
-        core = segment[: 1 + len(history_times) + len(future_times)]
-        if core[0] < 0 or np.any(core != core[0]):
+        times = np.concatenate([history_times, stamp + future_offsets_ns])
+        poses, _velocity, _yaw_rate, segment = track.interpolate(times)
+        if np.any(segment != frame_segment[index]):
             continue  # not all inside one continuous stretch of odometry
-        # Acceleration: velocity change over [t - 0.25 s, t + 0.25 s] in the later body frame,
-        # shortened to t itself at a segment's ends.
-        before = 1 + len(history_times) + len(future_times)
-        earlier = before if segment[before] == core[0] else 0
-        later = before + 1 if segment[before + 1] == core[0] else 0
-        span_s = (times[later] - times[earlier]) * 1e-9
-        heading_change = poses[later, 2] - poses[earlier, 2]
-        cos_h, sin_h = np.cos(heading_change), np.sin(heading_change)
-        earlier_velocity = np.array(
-            [
-                cos_h * velocity[earlier, 0] + sin_h * velocity[earlier, 1],
-                -sin_h * velocity[earlier, 0] + cos_h * velocity[earlier, 1],
-            ]
-        )
-        acceleration = (velocity[later] - earlier_velocity) / span_s if span_s > 0 else np.zeros(2)
-        origin = poses[0]
         if len(command_stamps):
             latest = np.searchsorted(command_stamps, stamp, side="right") - 1
             command = DrivingCommand(command_values[latest]) if latest >= 0 else DrivingCommand.UNKNOWN
         else:
             command = derive_command(track, stamp, config.command_lookahead_s)
+        origin = frame_poses[index]
         columns["frame_indices"].append(frame_index.astype(np.int32))
         columns["stamps_ns"].append(stamp)
-        columns["ego_status"].append([*velocity[0], *acceleration, yaw_rate[0]])
-        columns["history_poses"].append(relative_poses(origin, poses[1 : 1 + len(history_times)]))
-        columns["trajectory"].append(relative_poses(origin, poses[1 + len(history_times) : before]))
+        columns["ego_status"].append(frame_status[index])
+        columns["history_poses"].append(relative_poses(origin, poses[: len(history_times)]))
+        columns["trajectory"].append(relative_poses(origin, poses[len(history_times) :]))
         columns["command"].append(int(command))
-        columns["segment"].append(int(core[0]))
+        columns["segment"].append(int(frame_segment[index]))
     if not columns["stamps_ns"]:
         raise BagError(
             f"{bag}: no sample has {config.history_s:.1f} s of history and {config.horizon_s:.1f} s of future "
             f"inside continuous odometry"
         )
-    samples = {
+    arrays = {
         "frame_indices": np.stack(columns["frame_indices"]).astype(np.int32),
         "stamps_ns": np.asarray(columns["stamps_ns"], dtype=np.int64),
         "ego_status": np.asarray(columns["ego_status"], dtype=np.float32),
@@ -270,6 +293,10 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
         "trajectory": np.stack(columns["trajectory"]).astype(np.float64),
         "command": np.asarray(columns["command"], dtype=np.uint8),
         "segment": np.asarray(columns["segment"], dtype=np.int32),
+        "frame_stamps_ns": frame_stamps,
+        "frame_poses": frame_poses.astype(np.float64),
+        "frame_ego_status": frame_status.astype(np.float32),
+        "frame_segment": frame_segment.astype(np.int32),
     }
     meta = {
         "cache_version": CACHE_VERSION,
@@ -277,12 +304,12 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
         "camera_topic": camera_topic,
         "command_source": "topic" if len(command_stamps) else "derived from odometry",
         "frames": len(frames),
-        "samples": len(samples["stamps_ns"]),
+        "samples": len(arrays["stamps_ns"]),
         "segments": int(track.segment.max() + 1),
         "frame_shape": list(frames.shape[1:]),
         "config": asdict(config),
     }
-    return frames, samples, meta
+    return frames, arrays, meta
 
 
 def _split_of(log_name: str, val_fraction: float) -> str:
@@ -321,19 +348,33 @@ def find_bags(path: Path) -> list[Path]:
     return bags
 
 
-def build_dataset(source: Path, cache_dir: Path, config: DatasetConfig | None = None) -> dict:
-    """Cache every bag under ``source``; write ``cache_dir/dataset.json`` listing logs and splits."""
+def build_dataset(
+    source: Path, cache_dir: Path, config: DatasetConfig | None = None, val_source: Path | None = None
+) -> dict:
+    """Cache every bag under ``source`` (and ``val_source``); write ``cache_dir/dataset.json``.
+
+    Splits are by log: every bag under ``val_source`` is held out (e.g. drives of
+    another seed); without it, a deterministic hash of each log's name decides.
+    """
     config = config or DatasetConfig()
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    held_out = find_bags(val_source) if val_source is not None else []
     logs = []
-    for bag in find_bags(source):
+    for bag in find_bags(source) + held_out:
         target = cache_log(bag, cache_dir, config)
         meta = json.loads((target / "meta.json").read_text())
-        logs.append(
-            {"name": target.name, "split": _split_of(target.name, config.val_fraction), "samples": meta["samples"]}
-        )
-    if len(logs) > 1 and all(log["split"] == "train" for log in logs) and config.val_fraction > 0.0:
+        if val_source is not None:
+            split = "val" if bag in held_out else "train"
+        else:
+            split = _split_of(target.name, config.val_fraction)
+        logs.append({"name": target.name, "split": split, "samples": meta["samples"]})
+    if (
+        val_source is None
+        and len(logs) > 1
+        and all(log["split"] == "train" for log in logs)
+        and config.val_fraction > 0
+    ):
         logs[-1]["split"] = "val"  # keep at least one held-out log
     index = {"cache_version": CACHE_VERSION, "config": asdict(config), "logs": logs}
     (cache_dir / "dataset.json").write_text(json.dumps(index, indent=2))

@@ -1,0 +1,362 @@
+"""The latent action model (LAM): actions learned from unlabeled driving logs.
+
+LAPO-style inverse/forward dynamics with a discrete bottleneck, in the two
+stages of LatentVLA that separate the world's motion from the ego's:
+
+1. **Environment action.** An inverse-dynamics encoder (IDM) sees frames
+   t-1, t, t+1 *and* the ground-truth ego motion from t to t+1 with the ego
+   state; a forward-dynamics decoder (FDM) reconstructs frame t+1 from frame
+   t, the ego motion and the quantized action. What the encoder still has to
+   pass through its 16-code bottleneck is what ego motion does not explain:
+   the environment action (other agents, scene change). Its codebook is then
+   frozen.
+2. **Ego action.** A second IDM sees frames t-1, t, t+1 and the (frozen)
+   environment action, but no ego motion; its new 16-code codebook must
+   carry what the decoder needs besides the environment action: the ego
+   action. The decoder reconstructs frame t+1 from frame t, the environment
+   action and the ego action.
+
+Codebooks are VQ-VAE codebooks updated by exponential moving averages with a
+commitment loss (LAPO: commitment 0.05, decay 0.999) and restart unused codes
+from encoder outputs so all 16 stay in use. Every size lives in
+:class:`LatentActionConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+EGO_MOTION_DIM = 3  # dx, dy, dyaw from t to t+1 in the ego frame at t
+EGO_STATE_DIM = 5  # vx, vy, ax, ay, yaw rate
+
+
+@dataclass(frozen=True)
+class LatentActionConfig:
+    """Every size of the LAM. Frames are (3, height, width) in [0, 1]."""
+
+    frame_height: int = 32
+    frame_width: int = 64
+    history_frames: int = 1  # frames before t the encoder sees (t-1)
+    frame_period_s: float = 0.1  # the camera rate the data must have (10 Hz)
+    # One latent step, t -> t+1, is this many camera frames: 0.3 s, so 12 steps span ~the
+    # planner's 4 s horizon, and even at low speed the image changes measurably in a step.
+    step_frames: int = 3
+    encoder_channels: tuple[int, ...] = (16, 32, 32)
+    decoder_channels: tuple[int, ...] = (24, 48, 64)
+    latent_dim: int = 32
+    codebook_size: int = 16
+    commitment_weight: float = 0.05
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.02  # restart codes used less than this share of an even split
+    conditioning_dim: int = 32
+    horizon: int = 12  # future ego tokens per frame (the teacher's target)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (3, self.frame_height, self.frame_width)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(values: dict) -> LatentActionConfig:
+        values = dict(values)
+        for key in ("encoder_channels", "decoder_channels"):
+            values[key] = tuple(values[key])
+        return LatentActionConfig(**values)
+
+
+# --- vector quantization ----------------------------------------------------------
+
+
+@dataclass
+class Quantized:
+    """``embedding`` (B, D) straight-through quantized vectors; ``tokens`` (B,) code ids;
+    ``commitment_loss`` scalar; ``distances`` (B, K) squared distances to the codes."""
+
+    embedding: torch.Tensor
+    tokens: torch.Tensor
+    commitment_loss: torch.Tensor
+    distances: torch.Tensor
+
+
+class VectorQuantizerEMA(nn.Module):
+    """VQ-VAE codebook with EMA updates, commitment loss and dead-code restarts."""
+
+    def __init__(self, codebook_size: int, dim: int, decay: float, commitment_weight: float, dead_threshold: float):
+        super().__init__()
+        self.decay = decay
+        self.commitment_weight = commitment_weight
+        self.dead_threshold = dead_threshold
+        self.frozen = False
+        embedding = torch.randn(codebook_size, dim) * 0.1
+        self.register_buffer("codebook", embedding)
+        self.register_buffer("ema_count", torch.ones(codebook_size))
+        self.register_buffer("ema_sum", embedding.clone())
+        self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
+
+    def freeze(self) -> None:
+        """Stop EMA updates and restarts (stage 2 keeps the environment codebook fixed)."""
+        self.frozen = True
+
+    def forward(self, latent: torch.Tensor) -> Quantized:
+        if self.training and not self.frozen and not bool(self.initialized):
+            self._initialize_from(latent.detach())
+        distances = (
+            latent.pow(2).sum(dim=1, keepdim=True)
+            - 2.0 * latent @ self.codebook.t()
+            + self.codebook.pow(2).sum(dim=1)[None, :]
+        )
+        tokens = distances.argmin(dim=1)
+        quantized = self.codebook[tokens]
+        if self.training and not self.frozen:
+            self._ema_update(latent.detach(), tokens)
+        commitment = functional.mse_loss(latent, quantized.detach())
+        # Straight-through estimator: forward the code, backpropagate to the encoder output.
+        straight_through = latent + (quantized - latent).detach()
+        return Quantized(straight_through, tokens, self.commitment_weight * commitment, distances)
+
+    @torch.no_grad()
+    def _initialize_from(self, latent: torch.Tensor) -> None:
+        """Data-dependent start: codes at distinct encoder outputs of the first batch."""
+        rows = torch.randperm(latent.shape[0], generator=torch.Generator().manual_seed(0))[: self.codebook_size]
+        chosen = latent[rows.to(latent.device)]
+        if len(chosen) < self.codebook_size:
+            chosen = torch.cat([chosen, self.codebook[len(chosen) :]])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(chosen, src=0)
+        self.codebook.copy_(chosen)
+        self.ema_sum.copy_(chosen)
+        self.ema_count.fill_(1.0)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def _ema_update(self, latent: torch.Tensor, tokens: torch.Tensor) -> None:
+        one_hot = functional.one_hot(tokens, self.codebook_size).type(latent.dtype)
+        counts = one_hot.sum(dim=0)
+        sums = one_hot.t() @ latent
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+            torch.distributed.all_reduce(sums)
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + 1e-5) / (total + self.codebook_size * 1e-5) * total
+        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+        self.usage.mul_(self.decay).add_(counts / counts.sum().clamp(min=1), alpha=1 - self.decay)
+        self._restart_dead_codes(latent)
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, latent: torch.Tensor) -> None:
+        dead = self.usage < self.dead_threshold / self.codebook_size
+        if not dead.any() or latent.shape[0] == 0:
+            return
+        # Identical on every rank: pick the replacement rows from a generator seeded by the usage state.
+        generator = torch.Generator(device="cpu").manual_seed(int(self.usage.sum().item() * 1e6) % (2**31))
+        rows = torch.randint(0, latent.shape[0], (int(dead.sum()),), generator=generator)
+        replacement = latent[rows.to(latent.device)]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(replacement, src=0)
+        self.codebook[dead] = replacement
+        self.ema_sum[dead] = replacement
+        self.ema_count[dead] = 1.0
+        self.usage[dead] = 1.0 / self.codebook_size
+
+
+# --- encoders and decoders ------------------------------------------------------------
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(functional.relu(self.conv1(functional.relu(x))))
+
+
+class ImpalaEncoder(nn.Module):
+    """IMPALA-CNN: per stage a conv, a max-pool and two residual blocks (LAPO's IDM)."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], frame_hw: tuple[int, int], out_dim: int):
+        super().__init__()
+        layers = []
+        for width in channels:
+            layers += [
+                nn.Conv2d(in_channels, width, 3, padding=1),
+                nn.MaxPool2d(3, 2, 1),
+                ResidualBlock(width),
+                ResidualBlock(width),
+            ]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        height, width = frame_hw
+        for _ in channels:
+            height, width = (height + 1) // 2, (width + 1) // 2
+        self.head = nn.Linear(in_channels * height * width, out_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(functional.relu(self.features(frames)).flatten(1))
+
+
+class ForwardDynamics(nn.Module):
+    """UNet-style decoder: frame t (and t-1) plus action vectors -> frame t+1.
+
+    The action vector modulates every scale (FiLM); the output is a residual
+    added to frame t, so "nothing changes" is the easy default and the model
+    spends its capacity on what moves.
+    """
+
+    def __init__(self, config: LatentActionConfig, action_dim: int):
+        super().__init__()
+        in_channels = 3 * (config.history_frames + 1)
+        widths = config.decoder_channels
+        self.down = nn.ModuleList()
+        self.film = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            self.down.append(
+                nn.Sequential(
+                    nn.Conv2d(previous, width, 3, stride=2, padding=1),
+                    nn.GELU(),
+                    nn.Conv2d(width, width, 3, padding=1),
+                    nn.GELU(),
+                )
+            )
+            self.film.append(nn.Linear(action_dim, 2 * width))
+            previous = width
+        self.up = nn.ModuleList()
+        for index in range(len(widths) - 1, -1, -1):
+            skip = widths[index - 1] if index > 0 else in_channels
+            out = widths[index - 1] if index > 0 else 32
+            self.up.append(
+                nn.Sequential(
+                    nn.Conv2d(widths[index] + skip, out, 3, padding=1),
+                    nn.GELU(),
+                    nn.Conv2d(out, out, 3, padding=1),
+                    nn.GELU(),
+                )
+            )
+        self.out = nn.Conv2d(32, 3, 1)
+        # Start as "copy frame t": the residual is zero until the model learns what moves.
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, context_frames: torch.Tensor, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        skips = [context_frames]
+        x = context_frames
+        for down, film in zip(self.down, self.film, strict=True):
+            x = down(x)
+            scale, shift = film(action).chunk(2, dim=1)
+            x = x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+            skips.append(x)
+        skips.pop()
+        for up in self.up:
+            skip = skips.pop()
+            x = functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = up(torch.cat([x, skip], dim=1))
+        return current + self.out(x)
+
+
+# --- the two-stage model ----------------------------------------------------------------
+
+
+@dataclass
+class LamOutput:
+    """``prediction`` (B, 3, H, W) of frame t+1; tokens (B,) per codebook; the loss terms."""
+
+    prediction: torch.Tensor
+    environment: Quantized
+    ego: Quantized | None
+    reconstruction_loss: torch.Tensor
+    losses: dict = field(default_factory=dict)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return sum(self.losses.values())
+
+
+class LatentActionModel(nn.Module):
+    """Both stages' encoders and decoders. ``forward(batch, stage)`` with stage 1 or 2."""
+
+    def __init__(self, config: LatentActionConfig):
+        super().__init__()
+        self.config = config
+        in_channels = 3 * (config.history_frames + 2)
+        frame_hw = (config.frame_height, config.frame_width)
+        d, c = config.latent_dim, config.conditioning_dim
+        self.ego_conditioning = nn.Sequential(nn.Linear(EGO_MOTION_DIM + EGO_STATE_DIM, c), nn.GELU(), nn.Linear(c, c))
+        # Stage 1: environment action, told the ego motion.
+        self.environment_encoder = ImpalaEncoder(in_channels, config.encoder_channels, frame_hw, 64)
+        self.environment_head = nn.Sequential(nn.Linear(64 + c, 64), nn.GELU(), nn.Linear(64, d))
+        self.environment_codebook = VectorQuantizerEMA(
+            config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
+        )
+        self.stage1_decoder = ForwardDynamics(config, d + c)
+        # Stage 2: ego action, told the environment action instead of the ego motion.
+        self.ego_encoder = ImpalaEncoder(in_channels, config.encoder_channels, frame_hw, 64)
+        self.ego_head = nn.Sequential(nn.Linear(64 + d, 64), nn.GELU(), nn.Linear(64, d))
+        self.ego_codebook = VectorQuantizerEMA(
+            config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
+        )
+        self.stage2_decoder = ForwardDynamics(config, 2 * d)
+
+    def freeze_environment(self) -> None:
+        """End of stage 1: the environment encoder and codebook become fixed."""
+        for module in (self.ego_conditioning, self.environment_encoder, self.environment_head, self.stage1_decoder):
+            module.requires_grad_(False)
+        self.environment_codebook.freeze()
+
+    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
+        if stage == 1:
+            modules = (self.ego_conditioning, self.environment_encoder, self.environment_head, self.stage1_decoder)
+        else:
+            modules = (self.ego_encoder, self.ego_head, self.stage2_decoder)
+        return [p for module in modules for p in module.parameters()]
+
+    def encode_environment(self, frames: torch.Tensor, ego_motion: torch.Tensor, ego_state: torch.Tensor) -> Quantized:
+        conditioning = self.ego_conditioning(torch.cat([ego_motion, ego_state], dim=1))
+        features = self.environment_encoder(frames.flatten(1, 2))
+        return self.environment_codebook(self.environment_head(torch.cat([features, conditioning], dim=1)))
+
+    def encode_ego(self, frames: torch.Tensor, environment: torch.Tensor) -> Quantized:
+        features = self.ego_encoder(frames.flatten(1, 2))
+        return self.ego_codebook(self.ego_head(torch.cat([features, environment], dim=1)))
+
+    def forward(self, batch: dict, stage: int) -> LamOutput:
+        """``batch["frames"]`` (B, history + 2, 3, H, W): t-1.., t, t+1; ``ego_motion`` (B, 3);
+        ``ego_state`` (B, 5)."""
+        frames = batch["frames"]
+        context = frames[:, :-1].flatten(1, 2)
+        current, target = frames[:, -2], frames[:, -1]
+        environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"])
+        if stage == 1:
+            conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
+            prediction = self.stage1_decoder(context, current, torch.cat([environment.embedding, conditioning], dim=1))
+            ego = None
+            losses = {"environment_commitment": environment.commitment_loss}
+        else:
+            environment_code = environment.embedding.detach()
+            ego = self.encode_ego(frames, environment_code)
+            prediction = self.stage2_decoder(context, current, torch.cat([environment_code, ego.embedding], dim=1))
+            losses = {"ego_commitment": ego.commitment_loss}
+        reconstruction = functional.mse_loss(prediction, target)
+        losses["reconstruction"] = reconstruction
+        return LamOutput(prediction, environment, ego, reconstruction, losses)
+
+    @torch.no_grad()
+    def tokens(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ego tokens (B,), environment tokens (B,)) for a batch of frame windows."""
+        environment = self.encode_environment(batch["frames"], batch["ego_motion"], batch["ego_state"])
+        ego = self.encode_ego(batch["frames"], environment.embedding)
+        return ego.tokens, environment.tokens

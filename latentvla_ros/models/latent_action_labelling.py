@@ -1,0 +1,55 @@
+"""Turn a logged drive into latent tokens: the per-step ego and environment actions,
+and for every frame the sequence of its next ``horizon`` (12) ego actions, which is
+what the teacher VLM learns to predict.
+
+Step size: ``LatentActionConfig.step_frames`` camera frames (default 3 at 10 Hz =
+0.3 s), so 12 tokens span 3.6 s, about the planner's 4 s horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentvla_ros.data.dataset_builder import LogSamples
+from latentvla_ros.evaluation.latent_action_evaluation import predict
+from latentvla_ros.models.latent_action import LatentActionModel
+from latentvla_ros.models.latent_action_features import windows_from_log
+
+
+@dataclass(frozen=True)
+class LatentLabels:
+    """Per step: ``frame_t`` (N,) frame index of t, ``ego_tokens``/``environment_tokens`` (N,).
+    Per labelled frame: ``future_frames`` (M,) and ``future_ego_tokens`` (M, horizon)."""
+
+    frame_t: np.ndarray
+    ego_tokens: np.ndarray
+    environment_tokens: np.ndarray
+    future_frames: np.ndarray
+    future_ego_tokens: np.ndarray
+    step_s: float
+
+
+def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
+    """Tokens of every valid step of a cached log and 12-token futures where all 12 steps exist."""
+    config = model.config
+    windows = windows_from_log(log, config)
+    if len(windows) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return LatentLabels(empty, empty, empty, empty, np.zeros((0, config.horizon), np.int64), windows.step_s)
+    predictions = predict(model, windows)
+    by_frame = np.full(len(log.samples["frame_stamps_ns"]), -1, dtype=np.int64)
+    by_frame[windows.frame_t] = predictions.ego_tokens
+    offsets = np.arange(config.horizon) * config.step_frames
+    candidates = windows.frame_t[windows.frame_t + offsets[-1] < len(by_frame)]
+    sequences = by_frame[candidates[:, None] + offsets[None, :]]
+    complete = np.all(sequences >= 0, axis=1)
+    return LatentLabels(
+        frame_t=windows.frame_t,
+        ego_tokens=predictions.ego_tokens,
+        environment_tokens=predictions.environment_tokens,
+        future_frames=candidates[complete],
+        future_ego_tokens=sequences[complete],
+        step_s=windows.step_s,
+    )

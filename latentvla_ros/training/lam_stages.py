@@ -1,0 +1,213 @@
+"""Training the latent action model from a dataset cache: the pipeline is the list of stages.
+
+1. ``stage1_environment``: environment encoder + decoder, told the ego motion.
+2. ``stage2_ego``: environment codebook frozen; the ego encoder learns the ego action.
+3. ``describe_codes``: evaluate on held-out logs, gloss every ego code, write the model.
+
+``latentvla train lam --data CACHE --out DIR`` runs them in order; ``--resume``
+continues from the last checkpoint in DIR; under ``torchrun`` on GPUs the same
+command trains with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentvla_ros.evaluation.latent_action_evaluation import code_glosses, evaluate_lam, write_code_grid, write_report
+from latentvla_ros.models.checkpoint import (
+    CheckpointError,
+    load_weights,
+    read_description,
+    require_same_config,
+    save_model,
+)
+from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel
+from latentvla_ros.models.latent_action_features import FrameSizeError, LamDataset, LamWindows, load_windows
+from latentvla_ros.models.latent_action_loading import MODEL_KIND
+from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+
+MODEL_VERSION = "1.0"
+CHECKPOINT_NAME = "lam_checkpoint"
+ASPECT_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class LamTrainingConfig:
+    stage1_steps: int = 1200
+    stage2_steps: int = 1200
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    evaluate_every: int = 200
+    evaluation_windows: int = 512
+    seed: int = 0
+
+
+def check_data_fits(cache_dir: Path, config: LatentActionConfig) -> None:
+    """Stop at once, with one message, if the data's frames or rate do not fit the config."""
+    index = json.loads((Path(cache_dir) / "dataset.json").read_text())
+    for entry in index["logs"]:
+        meta = json.loads((Path(cache_dir) / entry["name"] / "meta.json").read_text())
+        height, width = meta["frame_shape"][:2]
+        if (
+            abs(width / height - config.frame_width / config.frame_height)
+            > ASPECT_TOLERANCE * config.frame_width / config.frame_height
+        ):
+            model_aspect = config.frame_width / config.frame_height
+            raise FrameSizeError(
+                f"{entry['name']}: frames are {width}x{height} (aspect {width / height:.2f}); the model is "
+                f"configured for {config.frame_width}x{config.frame_height} (aspect {model_aspect:.2f})"
+            )
+        with np.load(Path(cache_dir) / entry["name"] / "samples.npz") as arrays:
+            stamps = arrays["frame_stamps_ns"]
+        period_s = float(np.median(np.diff(stamps))) * 1e-9 if len(stamps) > 1 else config.frame_period_s
+        if abs(period_s - config.frame_period_s) > 0.1 * config.frame_period_s:
+            raise FrameSizeError(
+                f"{entry['name']}: camera frames every {period_s:.3f} s; the model's step of "
+                f"{config.step_frames} frames assumes {config.frame_period_s:.3f} s"
+            )
+
+
+def _save(model: LatentActionModel, stem: Path, extra: dict) -> None:
+    save_model(model, model.config.to_dict(), stem, MODEL_KIND, MODEL_VERSION, extra)
+
+
+def stage1_environment(
+    model,
+    windows: LamWindows,
+    validation: LamWindows,
+    training: LamTrainingConfig,
+    out_dir: Path,
+    runtime,
+    metrics,
+    start_step=0,
+    resume=None,
+):
+    def loss(network, batch):
+        output = network(batch, 1)
+        return output.loss, {key: value.detach() for key, value in output.losses.items()}
+
+    def evaluate():
+        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows)
+        return {key: round(report[key], 4) for key in ("recon_improvement_vs_copy", "env_codes_used", "env_nmi")}
+
+    schedule = StageSchedule(
+        training.stage1_steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every
+    )
+    train_stage(
+        "stage1_environment", model, model.stage_parameters(1), loss, LamDataset(windows), schedule, runtime,
+        out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
+        start_step, resume, training.seed,
+    )  # fmt: skip
+    model.freeze_environment()
+
+
+def stage2_ego(
+    model,
+    windows: LamWindows,
+    validation: LamWindows,
+    training: LamTrainingConfig,
+    out_dir: Path,
+    runtime,
+    metrics,
+    start_step=0,
+    resume=None,
+):
+    model.freeze_environment()
+
+    def loss(network, batch):
+        output = network(batch, 2)
+        return output.loss, {key: value.detach() for key, value in output.losses.items()}
+
+    def evaluate():
+        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows)
+        keys = ("recon_improvement_vs_copy", "ego_codes_used", "ego_nmi", "env_nmi")
+        return {key: round(report[key], 4) for key in keys}
+
+    schedule = StageSchedule(
+        training.stage2_steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every
+    )
+    train_stage(
+        "stage2_ego", model, model.stage_parameters(2), loss, LamDataset(windows), schedule, runtime,
+        out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
+        start_step, resume, training.seed + 1,
+    )  # fmt: skip
+
+
+def describe_codes(model: LatentActionModel, windows: LamWindows, validation: LamWindows, out_dir: Path) -> dict:
+    """Glosses from the training logs; the report on the held-out logs; the model file."""
+    _, train_predictions = evaluate_lam(model, windows)
+    glosses = code_glosses(
+        train_predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size
+    )
+    report, predictions = evaluate_lam(model, validation)
+    write_report(out_dir, report, glosses)
+    write_code_grid(out_dir / "lam_codes.png", validation, predictions.ego_tokens, glosses)
+    (out_dir / f"lam_v{MODEL_VERSION}_gloss.json").write_text(json.dumps(glosses, indent=2))
+    _save(model, out_dir / f"lam_v{MODEL_VERSION}", {"metrics": report, "glosses": glosses, "step_s": windows.step_s})
+    return report
+
+
+def train_lam(
+    data: Path,
+    out_dir: Path,
+    config: LatentActionConfig | None = None,
+    training: LamTrainingConfig | None = None,
+    resume: bool = False,
+) -> dict:
+    config = config or LatentActionConfig()
+    training = training or LamTrainingConfig()
+    out_dir = Path(out_dir)
+    runtime = setup_runtime()
+    try:
+        check_data_fits(data, config)
+        torch.manual_seed(training.seed)
+        model = LatentActionModel(config).to(runtime.device)
+        stage, step, optimizer_state = "stage1_environment", 0, None
+        checkpoint = out_dir / CHECKPOINT_NAME
+        checkpoint_json = checkpoint.parent / (checkpoint.name + ".json")
+        if resume and checkpoint_json.is_file():
+            description = read_description(checkpoint, MODEL_KIND)
+            require_same_config(description["config"], config.to_dict(), f"checkpoint {checkpoint}")
+            load_weights(model, checkpoint)
+            stage, step = description["stage"], description["step"]
+            optimizer_state = checkpoint.with_name(checkpoint.name + "_optimizer")
+        elif not resume and checkpoint_json.is_file():
+            raise CheckpointError(
+                f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "training_config.json").write_text(
+            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
+        )
+        windows = load_windows(data, config, "train")
+        validation = load_windows(data, config, "val")
+        metrics = MetricsLog(out_dir / "metrics.jsonl", runtime.is_main)
+        if stage == "stage1_environment":
+            stage1_environment(model, windows, validation, training, out_dir, runtime, metrics, step, optimizer_state)
+            step, optimizer_state = 0, None
+        else:
+            model.freeze_environment()
+        if stage != "stage2_ego" or step < training.stage2_steps:
+            stage2_ego(
+                model,
+                windows,
+                validation,
+                training,
+                out_dir,
+                runtime,
+                metrics,
+                step if stage == "stage2_ego" else 0,
+                optimizer_state,
+            )
+        report = describe_codes(model, windows, validation, out_dir) if runtime.is_main else {}
+    finally:
+        teardown_runtime()
+    return report
+
+
+__all__ = ["FrameSizeError", "LamTrainingConfig", "train_lam"]
