@@ -56,9 +56,10 @@ class LamPredictions:
 
 @torch.no_grad()
 def predict(
-    model: LatentActionModel, windows: LamWindows, batch_size: int = 128, limit: int | None = None
+    model: LatentActionModel, windows: LamWindows, batch_size: int = 128, limit: int | None = None, stage: int = 2
 ) -> LamPredictions:
-    """Tokens of every window and the stage-2 reconstruction error vs copying frame t."""
+    """Tokens of every window and the reconstruction error (of ``stage``'s decoder) vs copying
+    frame t. Ego tokens come from the stage-2 encoder either way."""
     model.eval()
     dataset = LamDataset(windows)
     if limit is not None and limit < len(dataset):
@@ -68,6 +69,8 @@ def predict(
     for batch in DataLoader(dataset, batch_size=batch_size):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         output = model(batch, stage=2)
+        if stage == 1:
+            output.prediction = model(batch, stage=1).prediction
         target, current = batch["frames"][:, -1], batch["frames"][:, -2]
         squared += float(((output.prediction - target) ** 2).sum())
         copy_squared += float(((current - target) ** 2).sum())
@@ -123,10 +126,10 @@ def gloss_name(acceleration_mps2: float, yaw_rate_rps: float) -> str:
 
 
 def evaluate_lam(
-    model: LatentActionModel, windows: LamWindows, limit: int | None = None
+    model: LatentActionModel, windows: LamWindows, limit: int | None = None, stage: int = 2
 ) -> tuple[dict, LamPredictions]:
     """The report's numbers (JSON-ready) on ``windows`` (held-out logs)."""
-    predictions = predict(model, windows, limit=limit)
+    predictions = predict(model, windows, limit=limit, stage=stage)
     if limit is not None and limit < len(windows):
         chosen = np.linspace(0, len(windows) - 1, limit).astype(int)
     else:

@@ -58,7 +58,11 @@ def read_description(path_stem: Path, kind: str) -> dict:
 def load_weights(model: torch.nn.Module, path_stem: Path) -> None:
     path_stem = _stem(path_stem)
     state = load_file(str(_with(path_stem, ".safetensors")))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensor shapes differ: another configuration
+        first = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)
+        raise CheckpointError(f"{path_stem}: weights do not fit the model ({first})") from error
     if missing or unexpected:
         raise CheckpointError(
             f"{path_stem}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"

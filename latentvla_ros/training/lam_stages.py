@@ -92,7 +92,7 @@ def stage1_environment(
         return output.loss, {key: value.detach() for key, value in output.losses.items()}
 
     def evaluate():
-        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows)
+        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows, stage=1)
         return {key: round(report[key], 4) for key in ("recon_improvement_vs_copy", "env_codes_used", "env_nmi")}
 
     schedule = StageSchedule(
@@ -172,7 +172,9 @@ def train_lam(
         checkpoint_json = checkpoint.parent / (checkpoint.name + ".json")
         if resume and checkpoint_json.is_file():
             description = read_description(checkpoint, MODEL_KIND)
-            require_same_config(description["config"], config.to_dict(), f"checkpoint {checkpoint}")
+            # Through JSON tuples became lists: compare as JSON values.
+            expected = json.loads(json.dumps(config.to_dict()))
+            require_same_config(description["config"], expected, f"checkpoint {checkpoint}")
             load_weights(model, checkpoint)
             stage, step = description["stage"], description["step"]
             optimizer_state = checkpoint.with_name(checkpoint.name + "_optimizer")
