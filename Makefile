@@ -15,7 +15,7 @@ INSTALL_INPUTS := CMakeLists.txt package.xml $(wildcard cmake/*) $(wildcard msg/
 # The venv is also the ROS prefix: ament looks up packages and interfaces here.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 
-.PHONY: demo test setup clean colcon-build
+.PHONY: demo test train setup clean colcon-build
 
 # The ROS 2 graph (simulator, planner, recorder) driving for a simulated minute;
 # writes out/demo/bag and out/demo/*.png.
@@ -57,6 +57,19 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 		cmake --install build/tf2_msgs > /dev/null; \
 	fi
 	touch $@
+
+# Reproduce the shipped latent action model: 10 simulated minutes of expert
+# drives (seed 1) to train on, 2 held-out minutes (seed 2) to evaluate on.
+TRAIN_DIR := out/train
+train: setup
+	rm -rf $(TRAIN_DIR)
+	$(VENV)/bin/latentvla record --scenario all --minutes 10 --seed 1 --out $(TRAIN_DIR)/train_bags
+	$(VENV)/bin/latentvla record --scenario all --minutes 2 --seed 2 --out $(TRAIN_DIR)/heldout_bags
+	$(VENV)/bin/latentvla dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
+	$(VENV)/bin/latentvla train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam
+	cp $(TRAIN_DIR)/lam/lam_v1.0.safetensors $(TRAIN_DIR)/lam/lam_v1.0.json $(TRAIN_DIR)/lam/lam_v1.0_gloss.json models/
+	cp $(TRAIN_DIR)/lam/lam_eval.json models/lam_v1.0_metrics.json
+	cp $(TRAIN_DIR)/lam/lam_codes.png models/lam_v1.0_codes.png
 
 # What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.
 colcon-build: setup

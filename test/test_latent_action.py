@@ -281,3 +281,25 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     (out / "lam_checkpoint.json").write_text(json.dumps(description))
     mismatched = _train(data, out, "--resume")
     assert mismatched.returncode == 2 and "another configuration (latent_dim: 99 != 32)" in mismatched.stderr
+
+
+@pytest.mark.slow
+def test_training_runs_unchanged_under_torchrun(tmp_path):
+    """The GPU path's code on two CPU processes: torchrun + gloo DistributedDataParallel."""
+    data = _write_cache(tmp_path / "cache")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run(
+        [
+            str(torchrun), "--standalone", "--nproc_per_node", "2",
+            "-m", "latentvla_ros.cli", "train", "lam", "--data", str(data), "--out", str(tmp_path / "run"),
+            "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (tmp_path / "run" / "lam_v1.0.safetensors").is_file()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["stage"] for line in lines] == ["stage1_environment", "stage2_ego"]  # rank 0 only
