@@ -44,7 +44,8 @@ def test_shapes_per_stage(stage):
     assert output.prediction.shape == (6, 3, 16, 32)
     assert output.environment.tokens.shape == (6,) and output.environment.tokens.max() < 16
     if stage == 1:
-        assert output.ego is None and set(output.losses) == {"environment_commitment", "reconstruction"}
+        assert output.ego is None
+        assert set(output.losses) == {"environment_commitment", "environment_adversary", "reconstruction"}
     else:
         assert output.ego.tokens.shape == (6,) and set(output.losses) == {"ego_commitment", "reconstruction"}
     ego, environment = model.eval().tokens(_batch(TINY))
@@ -55,7 +56,8 @@ def test_untrained_decoder_predicts_the_copy_of_frame_t():
     model = LatentActionModel(TINY).eval()
     batch = _batch(TINY)
     output = model(batch, 2)
-    torch.testing.assert_close(output.prediction, batch["frames"][:, -2])
+    # A tiny residual (not zero, so gradients flow from the first step) on top of frame t.
+    torch.testing.assert_close(output.prediction, batch["frames"][:, -2], atol=5e-3, rtol=0.0)
 
 
 def test_vq_straight_through_gradient_reaches_the_encoder_output():
@@ -64,10 +66,13 @@ def test_vq_straight_through_gradient_reaches_the_encoder_output():
     quantized = quantizer(latent)
     # Forward: exactly the chosen codes.
     torch.testing.assert_close(quantized.embedding, quantizer.codebook[quantized.tokens])
-    # Backward: the identity from the codes to the encoder output (plus the commitment term).
-    (quantized.embedding * torch.arange(3.0)).sum().backward()
-    expected = torch.arange(3.0).expand(5, 3)
-    assert torch.allclose(latent.grad, expected, atol=0.2)
+    # Backward: straight through the quantization, i.e. exactly the gradient of the L2
+    # normalization the quantizer applies to the encoder output.
+    weights = torch.arange(3.0)
+    (quantized.embedding * weights).sum().backward()
+    reference = latent.detach().clone().requires_grad_(True)
+    (torch.nn.functional.normalize(reference, dim=1) * weights).sum().backward()
+    torch.testing.assert_close(latent.grad, reference.grad)
     assert latent.grad.abs().sum() > 0
 
 
@@ -77,8 +82,10 @@ def test_vq_ema_moves_codes_and_restarts_dead_ones():
     data = torch.randn(64, 2) + torch.tensor([5.0, 5.0])
     for _ in range(30):
         tokens = quantizer(data).tokens
-    # After initialization, EMA updates and restarts, codes sit among the data and several are used.
-    assert torch.cdist(quantizer.codebook, data).min(dim=1).values.max() < 1.0
+    # After initialization, EMA updates and restarts, codes sit among the (normalized) data
+    # and several are used.
+    directions = torch.nn.functional.normalize(data, dim=1)
+    assert torch.cdist(quantizer.codebook, directions).min(dim=1).values.max() < 0.3
     assert len(torch.unique(tokens)) >= 4
 
 

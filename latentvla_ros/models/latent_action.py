@@ -51,8 +51,15 @@ class LatentActionConfig:
     codebook_size: int = 16
     commitment_weight: float = 0.05
     ema_decay: float = 0.99
-    dead_code_threshold: float = 0.02  # restart codes used less than this share of an even split
+    dead_code_threshold: float = 0.1  # restart codes used less than this share of an even split
+    usage_decay: float = 0.9  # of the usage statistic: an unused code is restarted after ~20 steps
     conditioning_dim: int = 32
+    # Stage 1: an adversary tries to read the ego motion from the environment latent; its
+    # reversed gradient keeps ego motion out of the environment action (0 disables it).
+    environment_adversary_weight: float = 0.5
+    # Next-frame MSE is ~1e-3 (small, smooth images): weighted so it, not the commitment term, leads.
+    reconstruction_weight: float = 100.0
+    difference_gain: float = 5.0  # frame differences are small; amplify them for the IDM
     horizon: int = 12  # future ego tokens per frame (the teacher's target)
 
     @property
@@ -82,14 +89,28 @@ class Quantized:
     tokens: torch.Tensor
     commitment_loss: torch.Tensor
     distances: torch.Tensor
+    latent: torch.Tensor  # (B, D) the encoder output before quantization
 
 
 class VectorQuantizerEMA(nn.Module):
-    """VQ-VAE codebook with EMA updates, commitment loss and dead-code restarts."""
+    """VQ-VAE codebook with EMA updates, commitment loss and dead-code restarts.
 
-    def __init__(self, codebook_size: int, dim: int, decay: float, commitment_weight: float, dead_threshold: float):
+    Latents and codes are L2-normalized (cosine-similarity VQ): codes cannot
+    collapse onto one scale, which kept all 16 in use where plain VQ used one.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        decay: float,
+        commitment_weight: float,
+        dead_threshold: float,
+        usage_decay: float = 0.9,
+    ):
         super().__init__()
         self.decay = decay
+        self.usage_decay = usage_decay
         self.commitment_weight = commitment_weight
         self.dead_threshold = dead_threshold
         self.frozen = False
@@ -109,6 +130,7 @@ class VectorQuantizerEMA(nn.Module):
         self.frozen = True
 
     def forward(self, latent: torch.Tensor) -> Quantized:
+        latent = functional.normalize(latent, dim=1)
         if self.training and not self.frozen and not bool(self.initialized):
             self._initialize_from(latent.detach())
         distances = (
@@ -123,7 +145,7 @@ class VectorQuantizerEMA(nn.Module):
         commitment = functional.mse_loss(latent, quantized.detach())
         # Straight-through estimator: forward the code, backpropagate to the encoder output.
         straight_through = latent + (quantized - latent).detach()
-        return Quantized(straight_through, tokens, self.commitment_weight * commitment, distances)
+        return Quantized(straight_through, tokens, self.commitment_weight * commitment, distances, latent)
 
     @torch.no_grad()
     def _initialize_from(self, latent: torch.Tensor) -> None:
@@ -131,7 +153,7 @@ class VectorQuantizerEMA(nn.Module):
         rows = torch.randperm(latent.shape[0], generator=torch.Generator().manual_seed(0))[: self.codebook_size]
         chosen = latent[rows.to(latent.device)]
         if len(chosen) < self.codebook_size:
-            chosen = torch.cat([chosen, self.codebook[len(chosen) :]])
+            chosen = torch.cat([chosen, functional.normalize(self.codebook[len(chosen) :], dim=1)])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(chosen, src=0)
         self.codebook.copy_(chosen)
@@ -151,8 +173,8 @@ class VectorQuantizerEMA(nn.Module):
         self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.ema_count.sum()
         smoothed = (self.ema_count + 1e-5) / (total + self.codebook_size * 1e-5) * total
-        self.codebook.copy_(self.ema_sum / smoothed[:, None])
-        self.usage.mul_(self.decay).add_(counts / counts.sum().clamp(min=1), alpha=1 - self.decay)
+        self.codebook.copy_(functional.normalize(self.ema_sum / smoothed[:, None], dim=1))
+        self.usage.mul_(self.usage_decay).add_(counts / counts.sum().clamp(min=1), alpha=1 - self.usage_decay)
         self._restart_dead_codes(latent)
 
     @torch.no_grad()
@@ -163,13 +185,26 @@ class VectorQuantizerEMA(nn.Module):
         # Identical on every rank: pick the replacement rows from a generator seeded by the usage state.
         generator = torch.Generator(device="cpu").manual_seed(int(self.usage.sum().item() * 1e6) % (2**31))
         rows = torch.randint(0, latent.shape[0], (int(dead.sum()),), generator=generator)
-        replacement = latent[rows.to(latent.device)]
+        noise = 0.05 * torch.randn(int(dead.sum()), latent.shape[1], generator=generator).to(latent.device)
+        replacement = functional.normalize(latent[rows.to(latent.device)] + noise, dim=1)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(replacement, src=0)
         self.codebook[dead] = replacement
         self.ema_sum[dead] = replacement
         self.ema_count[dead] = 1.0
         self.usage[dead] = 1.0 / self.codebook_size
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward, negated gradient backward (domain-adversarial training)."""
+
+    @staticmethod
+    def forward(context, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(context, gradient: torch.Tensor) -> torch.Tensor:
+        return -gradient
 
 
 # --- encoders and decoders ------------------------------------------------------------
@@ -210,7 +245,10 @@ class ImpalaEncoder(nn.Module):
 
 
 class ForwardDynamics(nn.Module):
-    """UNet-style decoder: frame t (and t-1) plus action vectors -> frame t+1.
+    """UNet-style decoder: frame t plus action vectors -> frame t+1.
+
+    Only frame t: given t-1 as well, the decoder extrapolates the motion itself,
+    never needs the action, and the action codebook collapses to one code.
 
     The action vector modulates every scale (FiLM); the output is a residual
     added to frame t, so "nothing changes" is the easy default and the model
@@ -219,7 +257,7 @@ class ForwardDynamics(nn.Module):
 
     def __init__(self, config: LatentActionConfig, action_dim: int):
         super().__init__()
-        in_channels = 3 * (config.history_frames + 1)
+        in_channels = 3
         widths = config.decoder_channels
         self.down = nn.ModuleList()
         self.film = nn.ModuleList()
@@ -248,8 +286,9 @@ class ForwardDynamics(nn.Module):
                 )
             )
         self.out = nn.Conv2d(32, 3, 1)
-        # Start as "copy frame t": the residual is zero until the model learns what moves.
-        nn.init.zeros_(self.out.weight)
+        # Start (almost) as "copy frame t": a tiny residual, not zero, so gradients reach the
+        # actions from the first step (a zero layer would block them).
+        nn.init.normal_(self.out.weight, std=1e-3)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, context_frames: torch.Tensor, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -292,66 +331,109 @@ class LatentActionModel(nn.Module):
     def __init__(self, config: LatentActionConfig):
         super().__init__()
         self.config = config
-        in_channels = 3 * (config.history_frames + 2)
+        # The IDM sees the frames and their differences: motion is in the differences, while
+        # raw frames are dominated by the static road.
+        in_channels = 3 * (2 * (config.history_frames + 2) - 1)
         frame_hw = (config.frame_height, config.frame_width)
         d, c = config.latent_dim, config.conditioning_dim
         self.ego_conditioning = nn.Sequential(nn.Linear(EGO_MOTION_DIM + EGO_STATE_DIM, c), nn.GELU(), nn.Linear(c, c))
         # Stage 1: environment action, told the ego motion.
         self.environment_encoder = ImpalaEncoder(in_channels, config.encoder_channels, frame_hw, 64)
-        self.environment_head = nn.Sequential(nn.Linear(64 + c, 64), nn.GELU(), nn.Linear(64, d))
+        # Batch-normalized outputs: latents spread over the codebook instead of all
+        # pointing one way (which collapsed every codebook to one code).
+        self.environment_head = nn.Sequential(
+            nn.Linear(64 + c, 64), nn.GELU(), nn.Linear(64, d), nn.BatchNorm1d(d, affine=False)
+        )
         self.environment_codebook = VectorQuantizerEMA(
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
         self.stage1_decoder = ForwardDynamics(config, d + c)
+        self.environment_adversary = nn.Sequential(
+            nn.Linear(d, 64), nn.GELU(), nn.Linear(64, EGO_MOTION_DIM + EGO_STATE_DIM)
+        )
         # Stage 2: ego action, told the environment action instead of the ego motion.
         self.ego_encoder = ImpalaEncoder(in_channels, config.encoder_channels, frame_hw, 64)
-        self.ego_head = nn.Sequential(nn.Linear(64 + d, 64), nn.GELU(), nn.Linear(64, d))
+        self.ego_head = nn.Sequential(
+            nn.Linear(64 + d, 64), nn.GELU(), nn.Linear(64, d), nn.BatchNorm1d(d, affine=False)
+        )
         self.ego_codebook = VectorQuantizerEMA(
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
         self.stage2_decoder = ForwardDynamics(config, 2 * d)
 
+    def frozen_environment_modules(self) -> tuple[nn.Module, ...]:
+        return (
+            self.ego_conditioning,
+            self.environment_encoder,
+            self.environment_head,
+            self.stage1_decoder,
+            self.environment_adversary,
+        )
+
+    def train(self, mode: bool = True) -> LatentActionModel:
+        """As nn.Module.train, but a frozen environment stays in eval mode (its
+        batch-norm statistics are part of the frozen codebook's input)."""
+        super().train(mode)
+        if self.environment_codebook.frozen:
+            for module in self.frozen_environment_modules():
+                module.eval()
+        return self
+
     def freeze_environment(self) -> None:
         """End of stage 1: the environment encoder and codebook become fixed."""
-        for module in (self.ego_conditioning, self.environment_encoder, self.environment_head, self.stage1_decoder):
-            module.requires_grad_(False)
         self.environment_codebook.freeze()
+        for module in self.frozen_environment_modules():
+            module.eval()
+            module.requires_grad_(False)
 
     def stage_parameters(self, stage: int) -> list[nn.Parameter]:
         if stage == 1:
-            modules = (self.ego_conditioning, self.environment_encoder, self.environment_head, self.stage1_decoder)
+            modules = self.frozen_environment_modules()
         else:
             modules = (self.ego_encoder, self.ego_head, self.stage2_decoder)
         return [p for module in modules for p in module.parameters()]
 
+    def idm_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) frames -> (B, 3 (2T - 1), H, W): the frames and consecutive differences."""
+        differences = self.config.difference_gain * (frames[:, 1:] - frames[:, :-1])
+        return torch.cat([frames, differences], dim=1).flatten(1, 2)
+
     def encode_environment(self, frames: torch.Tensor, ego_motion: torch.Tensor, ego_state: torch.Tensor) -> Quantized:
         conditioning = self.ego_conditioning(torch.cat([ego_motion, ego_state], dim=1))
-        features = self.environment_encoder(frames.flatten(1, 2))
+        features = self.environment_encoder(self.idm_input(frames))
         return self.environment_codebook(self.environment_head(torch.cat([features, conditioning], dim=1)))
 
     def encode_ego(self, frames: torch.Tensor, environment: torch.Tensor) -> Quantized:
-        features = self.ego_encoder(frames.flatten(1, 2))
+        features = self.ego_encoder(self.idm_input(frames))
         return self.ego_codebook(self.ego_head(torch.cat([features, environment], dim=1)))
 
     def forward(self, batch: dict, stage: int) -> LamOutput:
         """``batch["frames"]`` (B, history + 2, 3, H, W): t-1.., t, t+1; ``ego_motion`` (B, 3);
         ``ego_state`` (B, 5)."""
         frames = batch["frames"]
-        context = frames[:, :-1].flatten(1, 2)
         current, target = frames[:, -2], frames[:, -1]
+        context = current
         environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"])
         if stage == 1:
             conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
             prediction = self.stage1_decoder(context, current, torch.cat([environment.embedding, conditioning], dim=1))
             ego = None
             losses = {"environment_commitment": environment.commitment_loss}
+            if self.config.environment_adversary_weight > 0.0:
+                # The adversary learns to read ego motion from the environment latent; the
+                # encoder, through the reversed gradient, learns to leave it out.
+                guess = self.environment_adversary(_ReverseGradient.apply(environment.latent))
+                ego_target = torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1)
+                losses["environment_adversary"] = self.config.environment_adversary_weight * functional.mse_loss(
+                    guess, ego_target
+                )
         else:
             environment_code = environment.embedding.detach()
             ego = self.encode_ego(frames, environment_code)
             prediction = self.stage2_decoder(context, current, torch.cat([environment_code, ego.embedding], dim=1))
             losses = {"ego_commitment": ego.commitment_loss}
         reconstruction = functional.mse_loss(prediction, target)
-        losses["reconstruction"] = reconstruction
+        losses["reconstruction"] = self.config.reconstruction_weight * reconstruction
         return LamOutput(prediction, environment, ego, reconstruction, losses)
 
     @torch.no_grad()
