@@ -310,3 +310,28 @@ def test_training_runs_unchanged_under_torchrun(tmp_path):
     assert (tmp_path / "run" / "lam_v1.0.safetensors").is_file()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["stage"] for line in lines] == ["stage1_environment", "stage2_ego"]  # rank 0 only
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lam_v1.0"
+
+
+def test_shipped_weights_load_and_evaluate(tmp_path):
+    """The shipped model loads through the same code a user's weights do, and `latentvla eval lam`
+    uses it by default."""
+    model, description = load_latent_action_model(SHIPPED)
+    assert description["version"] == "1.0" and model.config.codebook_size == 16
+    assert len(description["glosses"]) == 16 and all("name" in gloss for gloss in description["glosses"])
+    data = _write_cache(tmp_path / "cache")
+    result = subprocess.run(
+        [str(LATENTVLA), "eval", "lam", "--data", str(data), "--json", str(tmp_path / "lam.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "lam.json").read_text())
+    assert report["model_version"] == "1.0"
+    for key in ("recon_improvement_vs_copy", "ego_codes_used", "env_codes_used", "ego_nmi", "env_nmi"):
+        assert key in report
+    assert (tmp_path / "lam.png").stat().st_size > 1000
