@@ -76,65 +76,56 @@ def _save(model: LatentActionModel, stem: Path, extra: dict) -> None:
     save_model(model, model.config.to_dict(), stem, MODEL_KIND, MODEL_VERSION, extra)
 
 
-def stage1_environment(
+def _train_lam_stage(
+    stage: int,
+    name: str,
+    steps: int,
+    report_keys: tuple[str, ...],
     model,
-    windows: LamWindows,
-    validation: LamWindows,
+    windows,
+    validation,
     training: LamTrainingConfig,
     out_dir: Path,
     runtime,
     metrics,
-    start_step=0,
-    resume=None,
-):
+    start_step: int,
+    resume,
+) -> None:
+    """What both stages share: the loss of ``stage``, held-out progress, the loop."""
+
     def loss(network, batch):
-        output = network(batch, 1)
+        output = network(batch, stage)
         return output.loss, {key: value.detach() for key, value in output.losses.items()}
 
     def evaluate():
-        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows, stage=1)
-        return {key: round(report[key], 4) for key in ("recon_improvement_vs_copy", "env_codes_used", "env_nmi")}
+        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows, stage=stage)
+        return {key: round(report[key], 4) for key in report_keys}
 
-    schedule = StageSchedule(
-        training.stage1_steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every
-    )
+    schedule = StageSchedule(steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every)
     train_stage(
-        "stage1_environment", model, model.stage_parameters(1), loss, LamDataset(windows), schedule, runtime,
+        name, model, model.stage_parameters(stage), loss, LamDataset(windows), schedule, runtime,
         out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
-        start_step, resume, training.seed,
+        start_step, resume, training.seed + stage - 1,
+    )  # fmt: skip
+
+
+def stage1_environment(model, windows, validation, training, out_dir, runtime, metrics, start_step=0, resume=None):
+    """Stage 1: the environment action, with the true ego motion given; then frozen."""
+    keys = ("recon_improvement_vs_copy", "env_codes_used", "env_nmi")
+    _train_lam_stage(
+        1, "stage1_environment", training.stage1_steps, keys, model, windows, validation, training, out_dir,
+        runtime, metrics, start_step, resume,
     )  # fmt: skip
     model.freeze_environment()
 
 
-def stage2_ego(
-    model,
-    windows: LamWindows,
-    validation: LamWindows,
-    training: LamTrainingConfig,
-    out_dir: Path,
-    runtime,
-    metrics,
-    start_step=0,
-    resume=None,
-):
+def stage2_ego(model, windows, validation, training, out_dir, runtime, metrics, start_step=0, resume=None):
+    """Stage 2: the ego action, given the frozen environment action instead of the ego motion."""
     model.freeze_environment()
-
-    def loss(network, batch):
-        output = network(batch, 2)
-        return output.loss, {key: value.detach() for key, value in output.losses.items()}
-
-    def evaluate():
-        report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows)
-        keys = ("recon_improvement_vs_copy", "ego_codes_used", "ego_nmi", "env_nmi")
-        return {key: round(report[key], 4) for key in keys}
-
-    schedule = StageSchedule(
-        training.stage2_steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every
-    )
-    train_stage(
-        "stage2_ego", model, model.stage_parameters(2), loss, LamDataset(windows), schedule, runtime,
-        out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
-        start_step, resume, training.seed + 1,
+    keys = ("recon_improvement_vs_copy", "ego_codes_used", "ego_nmi", "env_nmi")
+    _train_lam_stage(
+        2, "stage2_ego", training.stage2_steps, keys, model, windows, validation, training, out_dir,
+        runtime, metrics, start_step, resume,
     )  # fmt: skip
 
 
