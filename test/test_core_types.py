@@ -141,3 +141,14 @@ def test_latent_actions_valid_and_invalid():
 def test_driving_command_one_hot_order_matches_navsim():
     assert DrivingCommand.LEFT.one_hot().tolist() == [1, 0, 0, 0]
     assert DrivingCommand.UNKNOWN.one_hot().tolist() == [0, 0, 0, 1]
+
+
+def test_constant_velocity_planner_holds_speed_and_yaw_rate():
+    from latentvla_ros.planning.interface import ConstantVelocityPlanner, PlannerInput
+
+    ego = EgoState(stamp_ns=0, x_m=5.0, y_m=1.0, yaw_rad=0.3, velocity_x_mps=8.0, yaw_rate_rps=0.1)
+    trajectory = ConstantVelocityPlanner().compute_trajectory(PlannerInput(stamp_ns=0, ego_state=ego))
+    expected = Trajectory.constant_velocity(8.0, 0.1)
+    np.testing.assert_allclose(trajectory.poses_ego_frame, expected.poses_ego_frame)
+    # On the circle of radius v / w: forward (v / w) sin(w t), left (v / w)(1 - cos(w t)) at t = 4 s.
+    assert trajectory.poses_ego_frame[-1, :2].tolist() == pytest.approx([80.0 * np.sin(0.4), 80.0 * (1 - np.cos(0.4))])

@@ -17,7 +17,13 @@ from latentvla_ros.core.se2 import relative_poses, wrap_angle
 from latentvla_ros.simulation.agents import AgentState
 from latentvla_ros.simulation.highway_frames import angle_to_highway, angle_to_ros, position_to_ros
 from latentvla_ros.simulation.route import LanePath, build_lane_path
-from latentvla_ros.simulation.scenarios import Episode, ScenarioConfig, build_episode
+from latentvla_ros.simulation.scenarios import (
+    HIGHWAY_LANES,
+    Episode,
+    ScenarioConfig,
+    build_episode,
+    spawn_idm_vehicle,
+)
 
 MAX_STEERING_RAD = 0.6
 ACCELERATION_LIMITS_MPS2 = (-8.0, 4.0)
@@ -223,8 +229,6 @@ class DrivingWorld:
             return
         road, ego = self.episode.road, self.ego
         rng = self.episode.rng
-        from latentvla_ros.simulation.scenarios import HIGHWAY_LANES, spawn_idm_vehicle
-
         for vehicle in list(road.vehicles):
             if vehicle is ego:
                 continue
