@@ -34,14 +34,13 @@ import cv2
 import numpy as np
 
 from latentvla_ros import topics
-from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.core.driving_command import DrivingCommand, command_from_heading_change
 from latentvla_ros.core.se2 import relative_poses, wrap_angle
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
 from latentvla_ros.ros import conversions
 
 CACHE_VERSION = 2  # 2: per-frame poses, ego status and segments
-COMMAND_TURN_RAD = np.radians(30.0)
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,11 @@ class OdometryTrack:
     yaw_rate: np.ndarray
     segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
+    def __post_init__(self) -> None:
+        # Interpolation runs once per sample: prepare what does not depend on the query.
+        self._stamps = self.stamps_ns.astype(np.float64)
+        self._yaw = np.unwrap(self.poses[:, 2])
+
     def split_segments(self, max_gap_s: float, teleport_margin_m: float) -> None:
         """Label continuous stretches: a new segment after a long gap or an unexplained jump."""
         dt = np.diff(self.stamps_ns) * 1e-9
@@ -104,7 +108,7 @@ class OdometryTrack:
         """Poses (..., 3), velocities (..., 2), yaw rates (...) and segment ids (...) at ``times_ns``;
         segment -1 where a time falls outside one continuous segment."""
         times = np.asarray(times_ns, dtype=np.float64)
-        t = self.stamps_ns.astype(np.float64)
+        t = self._stamps
         right = np.clip(np.searchsorted(t, times, side="left"), 1, len(t) - 1)
         left = right - 1
         exact_left = times == t[left]
@@ -112,7 +116,7 @@ class OdometryTrack:
         fraction = np.where(span > 0, (times - t[left]) / np.where(span > 0, span, 1.0), 0.0)
         inside = (times >= t[0]) & (times <= t[-1]) & (self.segment[left] == self.segment[right])
         inside |= exact_left & (times >= t[0])
-        yaw = np.unwrap(self.poses[:, 2])
+        yaw = self._yaw
         pose = np.stack(
             [
                 self.poses[left, 0] + fraction * (self.poses[right, 0] - self.poses[left, 0]),
@@ -134,12 +138,7 @@ def derive_command(track: OdometryTrack, time_ns: int, lookahead_s: float) -> Dr
     poses, _, _, segment = track.interpolate(times)
     if segment[0] < 0 or segment[0] != segment[1]:
         return DrivingCommand.UNKNOWN
-    change = float(wrap_angle(poses[1, 2] - poses[0, 2]))
-    if change > COMMAND_TURN_RAD:
-        return DrivingCommand.LEFT
-    if change < -COMMAND_TURN_RAD:
-        return DrivingCommand.RIGHT
-    return DrivingCommand.STRAIGHT
+    return command_from_heading_change(float(wrap_angle(poses[1, 2] - poses[0, 2])))
 
 
 def _read_log(bag: Path, config: DatasetConfig):

@@ -12,6 +12,7 @@ from latentvla_ros.core.trajectory import Trajectory
 from latentvla_ros.planning.interface import PlannerInput, PrivilegedView
 from latentvla_ros.simulation.controller import TrajectoryTracker
 from latentvla_ros.simulation.expert import ExpertPlanner
+from latentvla_ros.simulation.route import closest_on_polyline
 from latentvla_ros.simulation.world import DrivingWorld
 
 
@@ -80,9 +81,4 @@ def drive_expert(
 
 def lateral_error_m(path_points: np.ndarray, position: np.ndarray) -> float:
     """Distance (m) from ``position`` (2,) to the polyline ``path_points`` (N, 2)."""
-    starts, ends = path_points[:-1], path_points[1:]
-    segment = ends - starts
-    length_sq = np.maximum((segment**2).sum(axis=1), 1e-12)
-    fraction = np.clip(((position - starts) * segment).sum(axis=1) / length_sq, 0.0, 1.0)
-    closest = starts + fraction[:, None] * segment
-    return float(np.min(np.linalg.norm(closest - position, axis=1)))
+    return closest_on_polyline(path_points, position)[2]

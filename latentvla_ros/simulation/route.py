@@ -23,6 +23,18 @@ SAMPLE_SPACING_M = 0.5
 JOINT_GAP_TOLERANCE_M = 0.3
 
 
+def closest_on_polyline(points: np.ndarray, position: np.ndarray) -> tuple[int, float, float]:
+    """(segment index, fraction along it, distance) of the point of the polyline ``points``
+    (N, 2) closest to ``position`` (2,)."""
+    starts, ends = points[:-1], points[1:]
+    segment = ends - starts
+    length_sq = np.maximum((segment**2).sum(axis=1), 1e-12)
+    fraction = np.clip(((position - starts) * segment).sum(axis=1) / length_sq, 0.0, 1.0)
+    distance = np.linalg.norm(starts + fraction[:, None] * segment - position, axis=1)
+    best = int(np.argmin(distance))
+    return best, float(fraction[best]), float(distance[best])
+
+
 @dataclass(frozen=True)
 class LanePath:
     """``points`` (M, 2) map frame; ``arc_length_m``, ``heading_rad``, ``speed_limit_mps`` (M,).
@@ -72,14 +84,9 @@ class LanePath:
         window = np.flatnonzero(np.abs(self.arc_length_m - around_m) <= radius_m)
         if len(window) < 2:
             window = np.arange(len(self.points))
-        starts, ends = self.points[window[:-1]], self.points[window[1:]]
-        segment = ends - starts
-        length_sq = np.maximum((segment**2).sum(axis=1), 1e-12)
-        fraction = np.clip(((position - starts) * segment).sum(axis=1) / length_sq, 0.0, 1.0)
-        distance = np.linalg.norm(starts + fraction[:, None] * segment - position, axis=1)
-        best = int(np.argmin(distance))
+        best, fraction, _ = closest_on_polyline(self.points[window], position)
         arc_start, arc_end = self.arc_length_m[window[best]], self.arc_length_m[window[best + 1]]
-        return float(arc_start + fraction[best] * (arc_end - arc_start))
+        return float(arc_start + fraction * (arc_end - arc_start))
 
     def signed_lateral_offset(self, position: np.ndarray, arc_length_m: float) -> float:
         """Offset (m, positive left) of ``position`` from the path at ``arc_length_m``."""

@@ -21,14 +21,12 @@ from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.core.driving_command import DrivingCommand, command_from_heading_change
 from latentvla_ros.core.se2 import wrap_angle
 from latentvla_ros.simulation.highway_frames import angle_to_ros
 from latentvla_ros.simulation.route import LaneIndex
 
 SCENARIO_NAMES = ("highway", "merge", "roundabout", "intersection")
-# Heading change along a route beyond which it is a turn (NAVSIM-style command).
-TURN_THRESHOLD_RAD = np.radians(30.0)
 HIGHWAY_LENGTH_M = 3000.0
 HIGHWAY_LANES = 3
 
@@ -76,12 +74,9 @@ def episode_seed(scenario: ScenarioConfig, index: int) -> np.random.Generator:
 def command_for_route(network: RoadNetwork, route: list[LaneIndex]) -> DrivingCommand:
     """Left / straight / right from the heading change between the route's first and last lane."""
     first, last = network.get_lane(route[0]), network.get_lane(route[-1])
-    change = float(wrap_angle(angle_to_ros(last.heading_at(last.length) - first.heading_at(0.0))))
-    if change > TURN_THRESHOLD_RAD:
-        return DrivingCommand.LEFT
-    if change < -TURN_THRESHOLD_RAD:
-        return DrivingCommand.RIGHT
-    return DrivingCommand.STRAIGHT
+    return command_from_heading_change(
+        float(wrap_angle(angle_to_ros(last.heading_at(last.length) - first.heading_at(0.0))))
+    )
 
 
 def _route_lanes(network: RoadNetwork, nodes: list[str], lane_id: int = 0) -> list[LaneIndex]:
