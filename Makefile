@@ -43,7 +43,8 @@ $(VENV)/.interfaces.stamp: $(VENV)/.requirements.stamp $(INSTALL_INPUTS)
 		-DAMENT_CMAKE_SYMLINK_INSTALL=ON \
 		-DBUILD_TESTING=OFF
 	cmake --build $(BUILD_DIR) -j 2 -- --no-print-directory
-	cmake --install $(BUILD_DIR) > /dev/null
+	# From inside the build dir: ament's symlink install writes its manifest to the cwd.
+	cd $(BUILD_DIR) && cmake --install . > /dev/null
 	touch $@
 
 # /tf needs tf2_msgs, which has no PyPI wheel: build the stand-in (TFMessage
@@ -58,18 +59,26 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 	fi
 	touch $@
 
-# Reproduce the shipped latent action model: 10 simulated minutes of expert
-# drives (seed 1) to train on, 2 held-out minutes (seed 2) to evaluate on.
+# Reproduce the shipped latent action model (models/lam_v2.0.*): 12 simulated minutes of
+# varied expert drives (perturbation episodes, spread of speeds and traffic; seed 1) to
+# train on, 3 held-out minutes (seed 2) to watch training, and fresh drives of seeds
+# never used in training (5 and 6) for the shipped metrics.
 TRAIN_DIR := out/train
+LAM := lam_v2.0
 train: setup
 	rm -rf $(TRAIN_DIR)
-	$(VENV)/bin/latentvla record --scenario all --minutes 10 --seed 1 --out $(TRAIN_DIR)/train_bags
-	$(VENV)/bin/latentvla record --scenario all --minutes 2 --seed 2 --out $(TRAIN_DIR)/heldout_bags
+	$(VENV)/bin/latentvla record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
+	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags
 	$(VENV)/bin/latentvla dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
 	$(VENV)/bin/latentvla train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam
-	cp $(TRAIN_DIR)/lam/lam_v1.0.safetensors $(TRAIN_DIR)/lam/lam_v1.0.json $(TRAIN_DIR)/lam/lam_v1.0_gloss.json models/
-	cp $(TRAIN_DIR)/lam/lam_eval.json models/lam_v1.0_metrics.json
-	cp $(TRAIN_DIR)/lam/lam_codes.png models/lam_v1.0_codes.png
+	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags
+	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags
+	$(VENV)/bin/latentvla eval lam --model $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags \
+		--json $(TRAIN_DIR)/lam/$(LAM)_metrics.json
+	cp $(TRAIN_DIR)/lam/$(LAM).safetensors $(TRAIN_DIR)/lam/$(LAM).json $(TRAIN_DIR)/lam/$(LAM)_gloss.json models/
+	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.json models/$(LAM)_metrics.json
+	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.png models/$(LAM)_codes.png
+	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
 
 # What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.
 colcon-build: setup

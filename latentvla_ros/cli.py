@@ -8,7 +8,7 @@ from pathlib import Path
 
 from latentvla_ros import __version__
 from latentvla_ros.core.validation import InputError
-from latentvla_ros.data.bag_io import BagError
+from latentvla_ros.data.errors import BagError
 from latentvla_ros.environment import ensure_ament_prefix
 
 
@@ -29,13 +29,23 @@ def _cmd_info(_args: argparse.Namespace) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from latentvla_ros.data.recording import record
 
-    logs = record(args.scenario, args.minutes, args.seed, Path(args.out), traffic_density=args.traffic_density)
-    print(f"{'bag':32s} {'simulated':>10s} {'wall':>8s} {'x real time':>11s} {'episodes':>8s} {'at-fault':>8s}")
+    logs = record(
+        args.scenario,
+        args.minutes,
+        args.seed,
+        Path(args.out),
+        traffic_density=args.traffic_density,
+        varied=not args.plain,
+    )
+    print(
+        f"{'bag':32s} {'simulated':>10s} {'wall':>8s} {'x real time':>11s} {'episodes':>8s} {'at-fault':>8s}"
+        f" {'perturbations':>13s}"
+    )
     for log in logs:
         summary = log.summary
         print(
             f"{log.path!s:32s} {log.simulated_s:9.0f}s {log.wall_s:7.1f}s {log.simulated_s / log.wall_s:11.1f}"
-            f" {summary.episodes:8d} {summary.at_fault_collisions:8d}"
+            f" {summary.episodes:8d} {summary.at_fault_collisions:8d} {log.perturbations:13d}"
         )
     return 0
 
@@ -65,6 +75,9 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames))
         print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames))
     return 0
+
+
+LAM_MODEL = "lam_v2.0"
 
 
 def _default_model(stem: str) -> Path:
@@ -129,61 +142,117 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_lam(args: argparse.Namespace) -> int:
+    from latentvla_ros.evaluation.latent_action_evaluation import CodebookCollapseError
     from latentvla_ros.training.lam_stages import LamTrainingConfig, train_lam
 
     training = LamTrainingConfig(
-        stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, batch_size=args.batch_size
+        stage1_steps=args.stage1_steps,
+        stage2_steps=args.stage2_steps,
+        batch_size=args.batch_size,
+        evaluate_every=args.evaluate_every,
+        collapse_warmup_steps=args.collapse_warmup_steps,
     )
-    report = train_lam(Path(args.data), Path(args.out), training=training, resume=args.resume)
+    try:
+        report = train_lam(Path(args.data), Path(args.out), training=training, resume=args.resume)
+    except CodebookCollapseError as error:
+        print(f"latentvla train: stopped: {error}", file=sys.stderr)
+        return 2
     if report:
         _print_lam_report(report)
     return 0
 
 
+LAM_REPORT_ROWS = (
+    ("recon_improvement_vs_copy", "next-frame MSE reduction vs copying frame t"),
+    ("action_gain_vs_constant", "ego stage: MSE reduction vs the best constant code"),
+    ("ego_codes_used", "ego codes used (of 16)"),
+    ("ego_perplexity", "ego codebook perplexity"),
+    ("env_codes_used", "environment codes used (of 16)"),
+    ("env_perplexity", "environment codebook perplexity"),
+    ("ego_ami_maneuver", "AMI ego tokens ~ maneuver bins"),
+    ("env_ami_maneuver", "AMI env tokens ~ maneuver bins"),
+    ("env_ami_agents", "AMI env tokens ~ other agents' motion"),
+    ("ego_ami_agents", "AMI ego tokens ~ other agents' motion"),
+    ("probe_r2_yaw_rate", "probe R2 ego tokens -> yaw rate"),
+    ("probe_r2_speed_change", "probe R2 ego tokens -> speed change"),
+    ("probe_r2_speed", "probe R2 ego tokens -> speed (a state)"),
+)
+
+
 def _print_lam_report(report: dict) -> None:
-    print(f"{'metric':28s} {'value':>10s}")
-    for key in (
-        "recon_improvement_vs_copy",
-        "reconstruction_mse",
-        "copy_last_frame_mse",
-        "ego_codes_used",
-        "env_codes_used",
-        "ego_perplexity",
-        "env_perplexity",
-        "ego_nmi",
-        "env_nmi",
-        "nmi_ratio_ego_over_env",
-    ):
-        value = report[key]
-        print(f"{key:28s} {value:10.4f}" if isinstance(value, float) else f"{key:28s} {value:10d}")
+    print(f"{'metric':28s} {'value':>10s}  meaning")
+    for key, meaning in LAM_REPORT_ROWS:
+        value = report.get(key)
+        if value is None:
+            text = "n/a"
+        elif isinstance(value, float):
+            text = f"{value:.4f}"
+        else:
+            text = str(value)
+        print(f"{key:28s} {text:>10s}  {meaning}")
+    for stage in ("stage1_environment", "stage2_ego"):
+        if stage in report:
+            numbers = report[stage]
+            print(
+                f"{stage}: MSE inferred {numbers['reconstruction_mse']:.6f}, best constant "
+                f"{numbers['best_constant_mse']:.6f} (code {numbers['best_constant_code']}), shuffled "
+                f"{numbers['shuffled_mse']:.6f}; gain vs constant {numbers['action_gain_vs_constant']:+.3f}, "
+                f"shuffled {numbers['shuffled_gain_vs_constant']:+.3f}"
+            )
+
+
+def _cache_of(data: Path, scratch: str) -> Path:
+    """A dataset cache as given, or one built from bags into ``scratch``."""
+    from latentvla_ros.data.cache import read_index
+
+    if (data / "dataset.json").is_file():
+        read_index(data)  # a clear error for an outdated cache
+        return data
+    from latentvla_ros.data.dataset_builder import build_dataset
+
+    build_dataset(data, Path(scratch) / "cache")
+    return Path(scratch) / "cache"
 
 
 def _cmd_eval_lam(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from latentvla_ros.data.dataset_builder import build_dataset
     from latentvla_ros.evaluation.latent_action_evaluation import code_glosses, evaluate_lam, write_code_grid
     from latentvla_ros.models.latent_action_features import load_windows
     from latentvla_ros.models.latent_action_loading import load_latent_action_model
 
     model, description = load_latent_action_model(Path(args.model))
-    data = Path(args.data)
     with tempfile.TemporaryDirectory() as scratch:
-        if not (data / "dataset.json").is_file():  # bags: build their samples first
-            build_dataset(data, Path(scratch) / "cache")
-            data = Path(scratch) / "cache"
-        windows = load_windows(data, model.config)
-        report, predictions = evaluate_lam(model, windows)
-    glosses = description.get("glosses") or code_glosses(
-        predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size
-    )
+        windows = load_windows(_cache_of(Path(args.data), scratch), model.config)
+        report, predictions = evaluate_lam(model, windows, full=True)
+    # Glossed on the data evaluated here (held-out when the data is), not on training logs.
+    glosses = code_glosses(predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size)
     _print_lam_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({**report, "model_version": description["version"]}, indent=2))
+        payload = {**report, "model_version": description["version"], "glosses_source": str(args.data)}
+        Path(args.json).write_text(json.dumps({**payload, "glosses": glosses}, indent=2))
         png = Path(args.json).with_suffix(".png")
         print(f"json: {args.json}\npng:  {write_code_grid(png, windows, predictions.ego_tokens, glosses)}")
+    collapsed = [name for name, key in (("environment", "env"), ("ego", "ego")) if report[f"{key}_collapsed"]]
+    if collapsed:
+        print(
+            f"latentvla eval: FAIL: collapsed codebook(s): {', '.join(collapsed)} (perplexity < 2 on this data)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from latentvla_ros.models.latent_action_labelling import label_cache
+    from latentvla_ros.models.latent_action_loading import load_latent_action_model
+
+    model, description = load_latent_action_model(Path(args.model))
+    print(f"{'log':32s} {'steps':>7s} {'targets':>8s}")
+    for name, labels in label_cache(model, description, Path(args.data)):
+        print(f"{name:32s} {len(labels.ego_tokens):7d} {len(labels.future_frames):8d}")
     return 0
 
 
@@ -205,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument("--seed", type=int, default=0, help="fixes scenarios and traffic")
     record.add_argument("--traffic-density", type=float, default=1.0, help="scales each scenario's traffic")
+    record.add_argument(
+        "--plain",
+        action="store_true",
+        help="the steady expert only: no perturbation episodes, no spread of cruise speeds and traffic densities",
+    )
     record.add_argument("--out", required=True, help="output directory (one bag per scenario inside)")
     record.set_defaults(handler=_cmd_record)
 
@@ -234,15 +308,31 @@ def build_parser() -> argparse.ArgumentParser:
     train_lam.add_argument("--stage1-steps", type=int, default=1200)
     train_lam.add_argument("--stage2-steps", type=int, default=1200)
     train_lam.add_argument("--batch-size", type=int, default=64)
+    train_lam.add_argument("--evaluate-every", type=int, default=200, help="held-out progress check every N steps")
+    train_lam.add_argument(
+        "--collapse-warmup-steps",
+        type=int,
+        default=400,
+        help="from this step of a stage on, a held-out codebook perplexity below 2 stops training",
+    )
     train_lam.set_defaults(handler=_cmd_train_lam)
 
     evaluate = subcommands.add_parser("eval", help="evaluate a model")
     eval_models = evaluate.add_subparsers(dest="model_kind", required=True)
-    eval_lam = eval_models.add_parser("lam", help="reconstruction, code usage, NMI, code grid")
+    eval_lam = eval_models.add_parser(
+        "lam", help="reconstruction vs copy / best constant / shuffled, code use, AMI, probes, code grid"
+    )
     eval_lam.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
-    eval_lam.add_argument("--model", default=str(_default_model("lam_v1.0")), help="model file stem (default: shipped)")
+    eval_lam.add_argument("--model", default=str(_default_model(LAM_MODEL)), help="model file stem (default: shipped)")
     eval_lam.add_argument("--json", help="write the report here (and the code grid PNG beside it)")
     eval_lam.set_defaults(handler=_cmd_eval_lam)
+
+    label = subcommands.add_parser(
+        "label", help="write latent-action tokens and 12-token future ego targets into a dataset cache"
+    )
+    label.add_argument("--data", required=True, help="dataset cache (latentvla dataset ... --out)")
+    label.add_argument("--model", default=str(_default_model(LAM_MODEL)), help="LAM file stem (default: shipped)")
+    label.set_defaults(handler=_cmd_label)
 
     launch = subcommands.add_parser(
         "launch", help="run a YAML launch file without launch_ros (ros2 launch runs it too)"

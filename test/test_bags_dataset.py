@@ -17,16 +17,13 @@ from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.core.ego_state import EgoState
 from latentvla_ros.core.se2 import relative_poses
 from latentvla_ros.data.bag_io import BagError, BagWriter
-from latentvla_ros.data.dataset_builder import (
-    DatasetConfig,
-    LogSamples,
-    build_dataset,
-    build_log_samples,
-    cache_log,
-)
+from latentvla_ros.data.cache import LogSamples
+from latentvla_ros.data.dataset_builder import DatasetConfig, build_dataset, build_log_samples, cache_log
 from latentvla_ros.data.preview import read_episodes, render_bag_preview, render_drive_overview
+from latentvla_ros.data.recording import record_scenario
 from latentvla_ros.ros import conversions
 from latentvla_ros.simulation.closed_loop import drive_expert
+from latentvla_ros.simulation.perturbation import PerturbationConfig, PerturbationKind
 from latentvla_ros.simulation.scenarios import SCENARIO_NAMES, ScenarioConfig
 from latentvla_ros.simulation.world import DrivingWorld
 
@@ -37,7 +34,8 @@ LATENTVLA = Path(sys.executable).parent / "latentvla"
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """Acceptance 1: ``latentvla record --scenario all --minutes 2 --seed N --out DIR``."""
+    """``latentvla record --scenario all --minutes 2 --seed N --plain --out DIR``: the plain
+    expert, so the ground-truth test below can replay the same drive."""
     out = tmp_path_factory.mktemp("logs") / "bags"
     result = subprocess.run(
         [
@@ -49,6 +47,7 @@ def recorded(tmp_path_factory):
             str(MINUTES),
             "--seed",
             str(SEED),
+            "--plain",
             "--out",
             str(out),
         ],
@@ -186,6 +185,37 @@ def test_preview_and_overview_pngs(recorded, tmp_path):
     assert overview.shape[0] > 400 and overview.std() > 10
 
 
+@pytest.mark.slow
+def test_varied_drives_mark_every_perturbation_and_the_dataset_reads_the_marks(tmp_path):
+    """Perturbation episodes: each injection is a latentvla_ros/msg/Perturbation message in the
+    bag, and the dataset marks exactly the frames inside its interval."""
+    scenario = ScenarioConfig("highway", seed=4, cruise_speed_spread=0.3, traffic_density_spread=0.5)
+    log = record_scenario(scenario, 45.0, tmp_path / "varied", perturbation=PerturbationConfig(mean_interval_s=4.0))
+    assert log.perturbations >= 3 and log.summary.at_fault_collisions == 0
+    with open(next((tmp_path / "varied").glob("*.mcap")), "rb") as stream:
+        summary = make_reader(stream).get_summary()
+        channels = {channel.topic: channel for channel in summary.channels.values()}
+        perturbation_channel = channels[topics.PERTURBATION]
+        assert summary.schemas[perturbation_channel.schema_id].name == "latentvla_ros/msg/Perturbation"
+        assert summary.statistics.channel_message_counts[perturbation_channel.id] == log.perturbations
+    _frames, samples, meta = build_log_samples(tmp_path / "varied", DatasetConfig())
+    assert meta["perturbations"] == log.perturbations and meta["has_agents"]
+    table = samples["perturbations"]
+    assert table.shape == (log.perturbations, 3) and set(table[:, 0]) <= {int(k) for k in PerturbationKind}
+    stamps = samples["frame_stamps_ns"]
+    expected = np.full(len(stamps), -1)
+    for kind, start, end in table:
+        assert end > start
+        expected[(stamps >= start) & (stamps < end)] = kind
+    np.testing.assert_array_equal(samples["frame_perturbation"], expected)
+    assert (samples["frame_perturbation"] >= 0).sum() >= 10  # injections last about a second each
+    # Agents in view: counted for every frame (the bag has ground truth), nearest one ahead of the ego.
+    assert (samples["frame_agents_in_view"] >= 0).all()
+    seen = samples["frame_agents_in_view"] > 0
+    assert seen.any() and (samples["frame_nearest_agent"][seen, 0] > 0).all()
+    assert np.isnan(samples["frame_nearest_agent"][~seen]).all()
+
+
 def _synthetic_bag(
     path: Path, odometry_times_s: np.ndarray, frame_times_s: np.ndarray, speed_mps: float = 10.0
 ) -> None:
@@ -209,6 +239,9 @@ def test_odometry_gaps_interpolated_below_horizon_and_split_above(tmp_path):
     _synthetic_bag(tmp_path / "gaps", odometry[~short_gap & ~long_gap], frames)
     _frames, samples, meta = build_log_samples(tmp_path / "gaps", DatasetConfig())
     assert meta["segments"] == 2 and meta["command_source"] == "derived from odometry"
+    # A team's bag has no perturbation marks and no ground truth: nothing marked, agents unknown.
+    assert meta["perturbations"] == 0 and not meta["has_agents"]
+    assert (samples["frame_perturbation"] == -1).all() and (samples["frame_agents_in_view"] == -1).all()
     stamps_s = samples["stamps_ns"] * 1e-9
     # Inside the short gap the future is interpolated: straight at 10 m/s, exactly.
     across_short = (stamps_s > 7.0) & (stamps_s < 10.0)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from latentvla_ros.evaluation.latent_action_evaluation import gloss_name, normalized_mutual_information
+from latentvla_ros.evaluation.latent_action_evaluation import (
+    StageReconstruction,
+    adjusted_mutual_information,
+    evaluate_lam,
+    gloss_name,
+    linear_probe_r2,
+    probe_halves,
+)
 from latentvla_ros.models.checkpoint import (
     CheckpointError,
     load_weights,
@@ -18,7 +25,13 @@ from latentvla_ros.models.checkpoint import (
     save_model,
 )
 from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel, VectorQuantizerEMA
-from latentvla_ros.models.latent_action_features import LamDataset, LamWindows, maneuver_labels
+from latentvla_ros.models.latent_action_features import (
+    LamDataset,
+    LamWindows,
+    agent_motion_labels,
+    load_windows,
+    maneuver_labels,
+)
 from latentvla_ros.models.latent_action_loading import load_latent_action_model
 
 TINY = LatentActionConfig(
@@ -45,7 +58,14 @@ def test_shapes_per_stage(stage):
     assert output.environment.tokens.shape == (6,) and output.environment.tokens.max() < 16
     if stage == 1:
         assert output.ego is None
-        assert set(output.losses) == {"environment_commitment", "environment_adversary", "reconstruction"}
+        expected = {
+            "environment_commitment",
+            "environment_diversity",
+            "environment_adversary",
+            "environment_confusion",
+            "reconstruction",
+        }
+        assert set(output.losses) == expected
     else:
         assert output.ego.tokens.shape == (6,) and set(output.losses) == {"ego_commitment", "reconstruction"}
     ego, environment = model.eval().tokens(_batch(TINY))
@@ -153,17 +173,71 @@ def test_tiny_model_overfits_a_batch():
     assert losses[-1] < 0.6 * losses[0], (losses[0], losses[-1])
 
 
-def test_nmi_and_glosses():
-    labels = np.array([0, 0, 1, 1, 2, 2] * 10)
-    assert normalized_mutual_information(labels, labels) == pytest.approx(1.0)
-    assert normalized_mutual_information(labels, (labels + 1) % 3) == pytest.approx(1.0)  # renaming does not matter
-    assert normalized_mutual_information(labels, np.zeros_like(labels)) == 0.0
-    independent = normalized_mutual_information(np.repeat([0, 1], 30), np.tile([0, 1], 30))
-    assert independent == pytest.approx(0.0, abs=1e-9)
+def test_ami_is_chance_corrected_and_glosses_name_codes():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+    assert adjusted_mutual_information(labels, labels) == pytest.approx(1.0)
+    assert adjusted_mutual_information(labels, (labels + 1) % 3) == pytest.approx(1.0)  # renaming does not matter
+    assert adjusted_mutual_information(labels, np.zeros_like(labels)) == pytest.approx(0.0)
+    # Independent labels with many values: NMI would report a positive number, AMI about 0.
+    assert abs(adjusted_mutual_information(rng.integers(0, 16, 600), rng.integers(0, 9, 600))) < 0.02
     assert gloss_name(-3.0, 0.0) == "hard brake"
     assert gloss_name(0.0, 0.1) == "gentle left"
     assert gloss_name(1.0, -0.4) == "accelerate, sharp right"
     assert maneuver_labels(np.array([-1.0, 0.0, 1.0]), np.array([0.1, 0.0, -0.1])).tolist() == [2, 4, 6]
+    nearest = np.array([[np.nan] * 4, [20.0, 1.0, -3.0, 0.0], [15.0, -2.0, 0.0, 1.0], [np.nan] * 4])
+    # unknown, none in view, closing + straight = 1 + 3*0 + 1, steady + moving left = 1 + 3*1 + 2
+    assert agent_motion_labels(np.array([-1, 1, 2, 0]), nearest).tolist() == [-1, 2, 6, 0]
+
+
+def test_probe_and_action_gain_arithmetic():
+    tokens = np.repeat(np.arange(4), 50)
+    log = np.tile([0, 1], 100)
+    fit, score = probe_halves(log)
+    assert fit.sum() == score.sum() == 100 and not (fit & score).any()
+    informative = {"exact": tokens * 0.5, "noise": np.random.default_rng(0).normal(size=200)}
+    r2 = linear_probe_r2(tokens, informative, log, size=16)
+    assert r2["exact"] == pytest.approx(1.0, abs=1e-2) and r2["noise"] < 0.05
+    numbers = StageReconstruction(inferred=0.8, shuffled=1.1, per_constant=np.array([1.2, 1.0, 1.5])).report(2.0)
+    assert numbers["best_constant_code"] == 1 and numbers["action_gain_vs_constant"] == pytest.approx(0.2)
+    assert numbers["shuffled_gain_vs_constant"] == pytest.approx(-0.1)
+    assert numbers["recon_improvement_vs_copy"] == pytest.approx(0.6)
+
+
+def test_adversary_learns_on_detached_latents_and_confusion_trains_only_the_encoder():
+    model = LatentActionModel(TINY).train()
+    batch = _batch(TINY)
+    latent = torch.randn(6, TINY.latent_dim, requires_grad=True)
+    losses = model._adversary_losses(latent, batch)
+    adversary = list(model.environment_adversary.parameters())
+    losses["environment_adversary"].backward(retain_graph=True)
+    assert latent.grad is None and all(p.grad is not None for p in adversary)
+    for p in adversary:
+        p.grad = None
+    losses["environment_confusion"].backward()
+    assert latent.grad.abs().sum() > 0 and all(p.grad is None for p in adversary)
+
+
+def test_recalibrated_norm_holds_the_exact_statistics_of_the_final_weights():
+    torch.manual_seed(0)
+    model = LatentActionModel(TINY).train()
+    batches = [_batch(TINY, size=8, seed=seed) for seed in range(3)]
+    model(batches[0], 1)  # initializes the codebook
+    codebook = model.environment_codebook.codebook.clone()
+    model.recalibrate_norm(batches, stage=1)
+    with torch.no_grad():
+        pre = torch.cat([
+            model.environment_head[:-1](torch.cat([
+                model.environment_encoder(model.idm_input(b["frames"])),
+                model.ego_conditioning(torch.cat([b["ego_motion"], b["ego_state"]], dim=1)),
+            ], dim=1))
+            for b in batches
+        ])  # fmt: skip
+    norm = model.stage_norm(1)
+    # Cumulative average of the per-batch means (equal batch sizes: the overall mean).
+    torch.testing.assert_close(norm.running_mean, pre.mean(dim=0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.environment_codebook.codebook, codebook)  # codebooks untouched
+    assert norm.momentum == 0.1 and model.training
 
 
 def _tiny_windows(count: int = 40) -> LamWindows:
@@ -181,6 +255,11 @@ def _tiny_windows(count: int = 40) -> LamWindows:
         log=np.zeros(count, dtype=int),
         step_s=0.3,
         frame_t=np.arange(count) + 1,
+        speed=rng.uniform(0, 20, count).astype(np.float32),
+        speed_change=rng.normal(size=count).astype(np.float32),
+        agents_motion=rng.integers(-1, 10, count),
+        perturbed=rng.random(count) < 0.2,
+        log_names=("tiny",),
     )
 
 
@@ -190,31 +269,39 @@ def test_dataset_items_are_float_frames_in_unit_range():
     assert 0.0 <= float(item["frames"].min()) and float(item["frames"].max()) <= 1.0
 
 
-def _write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames=60) -> Path:
-    """A minimal dataset cache as `latentvla dataset` writes it."""
+def _write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames=60, constant=False) -> Path:
+    """A minimal dataset cache as `latentvla dataset` writes it (random frames; ``constant``:
+    every frame the same grey and no motion, data that can only give a one-code codebook)."""
     log = root / "log_a"
     log.mkdir(parents=True)
     rng = np.random.default_rng(1)
-    np.save(log / "frames.npy", rng.integers(0, 255, size=(frames, *frame_shape, 3), dtype=np.uint8))
+    pixels = rng.integers(0, 255, size=(frames, *frame_shape, 3), dtype=np.uint8)
+    np.save(log / "frames.npy", np.full_like(pixels, 128) if constant else pixels)
     stamps = np.arange(frames, dtype=np.int64) * period_ns
-    poses = np.column_stack([np.arange(frames) * 1.0, np.zeros(frames), np.zeros(frames)])
-    status = np.tile(np.array([10.0, 0, 0, 0, 0], dtype=np.float32), (frames, 1))
+    speed = 0.0 if constant else 10.0
+    poses = np.column_stack([np.arange(frames) * speed * period_ns * 1e-9, np.zeros(frames), np.zeros(frames)])
+    status = np.tile(np.array([speed, 0, 0, 0, 0], dtype=np.float32), (frames, 1))
     np.savez(
         log / "samples.npz",
         frame_stamps_ns=stamps,
         frame_poses=poses,
         frame_ego_status=status,
         frame_segment=np.zeros(frames, dtype=np.int32),
+        frame_perturbation=np.where(np.arange(frames) % 20 < 5, 1, -1).astype(np.int8),
+        perturbations=np.zeros((0, 3), dtype=np.int64),
+        frame_agents_in_view=rng.integers(0, 3, frames).astype(np.int16),
+        frame_nearest_agent=rng.normal(size=(frames, 4)).astype(np.float32),
         stamps_ns=stamps[:1],
     )
-    (log / "meta.json").write_text(json.dumps({"cache_version": 2, "frame_shape": [*frame_shape, 3], "samples": 1}))
+    (log / "meta.json").write_text(json.dumps({"cache_version": 3, "frame_shape": [*frame_shape, 3], "samples": 1}))
     (root / "dataset.json").write_text(
         json.dumps(
             {
+                "cache_version": 3,
                 "logs": [
                     {"name": "log_a", "split": "train", "samples": 1},
                     {"name": "log_a", "split": "val", "samples": 1},
-                ]
+                ],
             }
         )
     )
@@ -222,6 +309,10 @@ def _write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frame
 
 
 LATENTVLA = Path(sys.executable).parent / "latentvla"
+
+
+def _run(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LATENTVLA), *arguments], capture_output=True, text=True, timeout=600, check=False)
 
 
 def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -266,16 +357,17 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     out = tmp_path / "run"
     for name in (
-        "lam_v1.0.safetensors",
-        "lam_v1.0.json",
-        "lam_v1.0_gloss.json",
+        "lam_v2.0.safetensors",
+        "lam_v2.0.json",
+        "lam_v2.0_gloss.json",
         "lam_eval.json",
         "lam_codes.png",
         "metrics.jsonl",
     ):
         assert (out / name).is_file(), name
     report = json.loads((out / "lam_eval.json").read_text())
-    assert {"recon_improvement_vs_copy", "ego_codes_used", "env_codes_used", "ego_nmi", "env_nmi"} <= set(report)
+    assert set(REPORT_KEYS) <= set(report) and report["glosses_source"] == "held-out logs"
+    assert json.loads((out / "lam_v2.0.json").read_text())["sha256"]
     stages = [json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert stages == ["stage1_environment", "stage2_ego"]
     again = _train(data, out)
@@ -307,31 +399,123 @@ def test_training_runs_unchanged_under_torchrun(tmp_path):
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert (tmp_path / "run" / "lam_v1.0.safetensors").is_file()
+    assert (tmp_path / "run" / "lam_v2.0.safetensors").is_file()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["stage"] for line in lines] == ["stage1_environment", "stage2_ego"]  # rank 0 only
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lam_v1.0"
+REPORT_KEYS = (
+    "recon_improvement_vs_copy",
+    "action_gain_vs_constant",
+    "stage1_environment",
+    "stage2_ego",
+    "ego_codes_used",
+    "env_codes_used",
+    "ego_perplexity",
+    "env_perplexity",
+    "ego_collapsed",
+    "env_collapsed",
+    "ego_ami_maneuver",
+    "env_ami_agents",
+    "env_ami_maneuver",
+    "ego_ami_agents",
+    "probe_r2_yaw_rate",
+    "probe_r2_speed_change",
+    "probe_r2_speed",
+)
 
 
-def test_shipped_weights_load_and_evaluate(tmp_path):
-    """The shipped model loads through the same code a user's weights do, and `latentvla eval lam`
-    uses it by default."""
-    model, description = load_latent_action_model(SHIPPED)
-    assert description["version"] == "1.0" and model.config.codebook_size == 16
-    assert len(description["glosses"]) == 16 and all("name" in gloss for gloss in description["glosses"])
-    data = _write_cache(tmp_path / "cache")
-    result = subprocess.run(
-        [str(LATENTVLA), "eval", "lam", "--data", str(data), "--json", str(tmp_path / "lam.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+@pytest.mark.slow
+def test_collapse_guard_stops_training_with_one_message(tmp_path):
+    """Frames that never change can only give one code: the guard must fire, not ship it."""
+    data = _write_cache(tmp_path / "cache", constant=True)
+    result = _train(data, tmp_path / "run", "--evaluate-every", "2", "--collapse-warmup-steps", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "stage1_environment step 2: the environment codebook collapsed (held-out perplexity 1.00 < 2" in (
+        result.stderr
     )
+    logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["env_perplexity"] == pytest.approx(1.0) and logged["env_codes_used"] == 1
+    assert not (tmp_path / "run" / "lam_v2.0.json").exists()  # nothing shipped
+
+
+def _collapsed_model(stem: Path) -> Path:
+    """A model whose environment codebook holds one code sixteen times."""
+    model = LatentActionModel(LatentActionConfig())
+    model.environment_codebook.codebook[:] = model.environment_codebook.codebook[3]
+    save_model(model, model.config.to_dict(), stem, "latent_action_model", "2.0")
+    return stem
+
+
+def test_eval_lam_fails_on_a_collapsed_codebook(tmp_path):
+    data = _write_cache(tmp_path / "cache")
+    stem = _collapsed_model(tmp_path / "collapsed")
+    model, _ = load_latent_action_model(stem)
+    report, _ = evaluate_lam(model, load_windows(data, model.config))
+    assert report["env_collapsed"] and report["env_codes_used"] == 1
+    result = _run("eval", "lam", "--model", str(stem), "--data", str(data))
+    assert result.returncode == 1 and "FAIL: collapsed codebook(s): environment" in result.stderr
+
+
+def test_weights_whose_sha256_differs_are_refused(tmp_path):
+    stem = _collapsed_model(tmp_path / "lam")
+    load_latent_action_model(stem)  # intact: loads
+    weights = tmp_path / "lam.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in a tensor
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"sha256 .* does not match .* refusing to load it"):
+        load_latent_action_model(stem)
+    result = _run("eval", "lam", "--model", str(stem), "--data", str(tmp_path))
+    assert result.returncode == 2 and "does not match" in result.stderr and "Traceback" not in result.stderr
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "lam_v2.0"
+
+
+@pytest.fixture(scope="module")
+def recorded_cache(tmp_path_factory):
+    """A minute of varied drives (all scenarios, a seed the shipped model never saw), cached."""
+    root = tmp_path_factory.mktemp("lam_logs")
+    recorded = _run("record", "--scenario", "all", "--minutes", "1", "--seed", "21", "--out", str(root / "bags"))
+    assert recorded.returncode == 0, recorded.stderr[-2000:]
+    built = _run("dataset", str(root / "bags"), "--out", str(root / "cache"))
+    assert built.returncode == 0, built.stderr[-2000:]
+    return root / "cache"
+
+
+@pytest.mark.slow
+def test_shipped_weights_load_and_evaluate(recorded_cache, tmp_path):
+    """The shipped model loads through the same code a user's weights do (sha256 checked), and
+    `latentvla eval lam` uses it by default; on fresh drives neither codebook has collapsed."""
+    model, description = load_latent_action_model(SHIPPED)
+    assert description["version"] == "2.0" and model.config.codebook_size == 16
+    assert len(description["glosses"]) == 16 and description["glosses_source"] == "held-out logs"
+    result = _run("eval", "lam", "--data", str(recorded_cache), "--json", str(tmp_path / "lam.json"))
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "lam.json").read_text())
-    assert report["model_version"] == "1.0"
-    for key in ("recon_improvement_vs_copy", "ego_codes_used", "env_codes_used", "ego_nmi", "env_nmi"):
-        assert key in report
+    assert report["model_version"] == "2.0" and set(REPORT_KEYS) <= set(report)
+    assert not report["ego_collapsed"] and not report["env_collapsed"]
+    assert report["env_ami_agents"] is not None and report["windows_with_agents_truth"] == report["windows"]
     assert (tmp_path / "lam.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_label_writes_future_ego_targets_into_the_cache(recorded_cache):
+    result = _run("label", "--data", str(recorded_cache))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log_dir = sorted(p for p in recorded_cache.iterdir() if p.is_dir())[0]
+    from latentvla_ros.data.cache import LogSamples
+
+    log = LogSamples.load(log_dir)
+    labels = log.labels
+    assert labels is not None and json.loads(str(labels["model"]))["version"] == "2.0"
+    targets, frames = labels["future_ego_tokens"], labels["future_frames"]
+    assert targets.shape == (len(frames), 12) and len(frames) > 50
+    assert targets.min() >= 0 and targets.max() < 16 and targets.dtype == np.int64
+    # Target k of frame f is the ego token of the step starting 3 k frames later.
+    by_frame = dict(zip(labels["frame_t"].tolist(), labels["ego_tokens"].tolist(), strict=True))
+    for row in (0, len(frames) // 2, len(frames) - 1):
+        expected = [by_frame[int(frames[row]) + 3 * k] for k in range(12)]
+        assert targets[row].tolist() == expected
+    assert f"{log_dir.name}" in result.stdout

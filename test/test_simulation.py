@@ -14,6 +14,12 @@ from latentvla_ros.simulation.controller import TrajectoryTracker
 from latentvla_ros.simulation.expert import ExpertPlanner
 from latentvla_ros.simulation.highway_frames import angle_to_ros, position_to_highway, position_to_ros
 from latentvla_ros.simulation.map_raster import rasterize_road
+from latentvla_ros.simulation.perturbation import (
+    Perturbation,
+    PerturbationConfig,
+    PerturbationKind,
+    PerturbationSchedule,
+)
 from latentvla_ros.simulation.route import LanePath
 from latentvla_ros.simulation.scenarios import SCENARIO_NAMES, ScenarioConfig, build_road_network
 from latentvla_ros.simulation.world import DrivingWorld
@@ -74,6 +80,73 @@ def test_expert_drives_two_minutes_without_at_fault_collisions_or_leaving_the_ro
     # It drives, not just waits: at least a few hundred metres and more than one episode.
     assert progress["distance_m"] > 400.0
     assert summary.episodes >= 2
+
+
+def test_spreads_vary_speed_and_traffic_per_episode_and_keep_plain_episodes_unchanged():
+    plain = [DrivingWorld(ScenarioConfig("highway", seed=2)).episode for _ in range(2)]
+    assert plain[0].cruise_speed_mps == plain[1].cruise_speed_mps == 28.0
+    speeds, traffic = set(), set()
+    for seed in range(6):
+        episode = DrivingWorld(
+            ScenarioConfig("highway", seed=seed, cruise_speed_spread=0.3, traffic_density_spread=0.5)
+        ).episode
+        speeds.add(round(episode.cruise_speed_mps, 3))
+        traffic.add(len(episode.road.vehicles))
+        assert 28.0 * 0.7 <= episode.cruise_speed_mps <= 28.0 * 1.3
+    assert len(speeds) == 6 and len(traffic) >= 3
+    with pytest.raises(ValueError, match="cruise_speed_spread"):
+        ScenarioConfig("highway", cruise_speed_spread=1.5)
+
+
+def test_perturbation_commands_do_what_their_kind_says():
+    lateral = Perturbation(PerturbationKind.LATERAL_OFFSET, 0, 2_000_000_000, 1.0)
+    _, steer_out = lateral.command(500_000_000, 20.0, 0.3, 0.0)
+    _, steer_back = lateral.command(1_500_000_000, 20.0, 0.3, 0.0)
+    assert steer_out > 0.0 > steer_back and steer_out == pytest.approx(-steer_back)  # an S to the left
+    assert Perturbation(PerturbationKind.SLOW_DOWN, 0, 10, -3.0).command(5, 20.0, 0.3, 0.01) == (-3.0, 0.01)
+    heading = Perturbation(PerturbationKind.HEADING, 0, 500_000_000, -0.1)
+    assert heading.command(100, 10.0, 0.0, 0.0)[1] < 0.0
+
+    # Seeded: the same generator seed gives the same injections.
+    def injections(seed):
+        schedule = PerturbationSchedule(PerturbationConfig(mean_interval_s=2.0), np.random.default_rng(seed))
+        for step in range(600):
+            schedule.apply(step * 100_000_000, 15.0, 0.0, 0.0)
+        return schedule.injected
+
+    assert injections(1) == injections(1) and injections(1) != injections(2)
+    assert len({p.kind for p in injections(1)}) == len(PerturbationKind)
+    # Never while standing.
+    standing = PerturbationSchedule(PerturbationConfig(mean_interval_s=1.0), np.random.default_rng(0))
+    for step in range(300):
+        assert standing.apply(step * 100_000_000, 0.5, 0.0, 0.0)[2] is None
+
+
+@pytest.mark.slow
+def test_expert_recovers_from_perturbations():
+    """DART-style episodes: pushed off its plan, the expert returns to its lane within a few
+    seconds, without an at-fault collision or leaving the road."""
+    world = DrivingWorld(ScenarioConfig("highway", seed=8))
+    schedule = PerturbationSchedule(PerturbationConfig(mean_interval_s=5.0), np.random.default_rng(3))
+    offsets = {}
+
+    def on_step(world, record):
+        lane = world.episode.road.network.get_lane(world.ego.lane_index)
+        _, lateral = lane.local_coordinates(world.ego.position)
+        offsets[record.ego.stamp_ns] = abs(float(lateral))
+
+    summary = drive_expert(world, 90.0, on_step, schedule)
+    assert [c for c in world.collisions if c.at_fault] == [] and summary.off_road_steps == 0
+    lateral = [p for p in schedule.injected if p.kind in (PerturbationKind.LATERAL_OFFSET, PerturbationKind.HEADING)]
+    assert len(schedule.injected) >= 8 and lateral
+    stamps = np.array(sorted(offsets))
+    for injection in lateral:
+        during = stamps[(stamps >= injection.start_ns) & (stamps < injection.end_ns + 1_000_000_000)]
+        pushed = max(offsets[t] for t in during)
+        assert pushed > 0.2, injection  # it did push the ego off its lane centre
+        later = stamps[(stamps >= injection.end_ns + 4_000_000_000) & (stamps < injection.end_ns + 5_000_000_000)]
+        if len(later):  # recovered within 4 s (or a lane change took it to the next lane's centre)
+            assert min(offsets[t] for t in later) < 0.5, injection
 
 
 @pytest.mark.slow

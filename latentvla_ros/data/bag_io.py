@@ -20,11 +20,12 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from latentvla_ros.data.errors import BagError
+
 PACKAGE = "latentvla_ros"
 
 
-class BagError(RuntimeError):
-    """A bag that cannot be read or written; the message says which and why."""
+__all__ = ["BagError", "BagMessage", "BagWriter", "bag_topics", "open_bag", "read_messages"]
 
 
 def interface_dir() -> Path:

@@ -38,9 +38,8 @@ from latentvla_ros.core.driving_command import DrivingCommand, command_from_head
 from latentvla_ros.core.se2 import relative_poses, wrap_angle
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
+from latentvla_ros.data.cache import CACHE_VERSION
 from latentvla_ros.ros import conversions
-
-CACHE_VERSION = 2  # 2: per-frame poses, ego status and segments
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class DatasetConfig:
     camera_topic: str = topics.CAMERA_IMAGE_COMPRESSED
     odometry_topic: str = topics.ODOMETRY
     command_topic: str = topics.DRIVING_COMMAND  # optional in the bag
+    perturbation_topic: str = topics.PERTURBATION  # optional: injected disturbances while logging
+    agents_topic: str = topics.GROUND_TRUTH_AGENTS  # optional: other agents (simulation ground truth)
     odometry_frame_id: str = "map"
     odometry_child_frame_id: str = "base_link"
     frame_size: tuple[int, int] | None = None  # (width, height) to resize to; None keeps the bag's
@@ -63,6 +64,9 @@ class DatasetConfig:
     frame_match_tolerance_s: float = 0.06
     command_lookahead_s: float = 8.0
     val_fraction: float = 0.2
+    # "In the camera's view" for the agents' motion labels (evaluation only): ahead, within range and FOV.
+    agents_view_range_m: float = 60.0
+    agents_view_half_angle_rad: float = 0.8
 
     def __post_init__(self) -> None:
         for name in ("history_frames", "future_poses", "sample_stride"):
@@ -148,11 +152,11 @@ def _read_log(bag: Path, config: DatasetConfig):
     if camera_topic not in available and config.camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
         camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
     wanted = [camera_topic, config.odometry_topic]
-    has_command = config.command_topic in available
-    if has_command:
-        wanted.append(config.command_topic)
+    optional = [t for t in (config.command_topic, config.perturbation_topic, config.agents_topic) if t in available]
+    wanted += optional
     stamps, poses, velocities, yaw_rates = [], [], [], []
     frames, frame_stamps, commands = [], [], []
+    perturbations, agents_by_stamp = [], {}
     for item in read_messages(bag, wanted):
         try:
             if item.topic == config.odometry_topic:
@@ -180,6 +184,11 @@ def _read_log(bag: Path, config: DatasetConfig):
                     )
                 frames.append(frame)
                 frame_stamps.append(conversions.time_to_ns(item.message.header.stamp))
+            elif item.topic == config.perturbation_topic:
+                perturbations.append(conversions.perturbation_from_msg(item.message))
+            elif item.topic == config.agents_topic:
+                agents = conversions.agents_from_msg(item.message, config.odometry_frame_id)
+                agents_by_stamp[conversions.time_to_ns(item.message.header.stamp)] = agents
             else:
                 commands.append((conversions.time_to_ns(item.message.header.stamp), int(item.message.command)))
         except InputError as error:
@@ -194,7 +203,64 @@ def _read_log(bag: Path, config: DatasetConfig):
         np.asarray(yaw_rates)[order],
     )
     track.split_segments(config.max_gap_s, config.teleport_margin_m)
-    return track, np.stack(frames), np.asarray(frame_stamps, dtype=np.int64), commands, camera_topic
+    extras = LogExtras(perturbations, agents_by_stamp if config.agents_topic in available else None)
+    return track, np.stack(frames), np.asarray(frame_stamps, dtype=np.int64), commands, camera_topic, extras
+
+
+@dataclass
+class LogExtras:
+    """What some bags have beside camera and odometry: injected perturbations (recording's
+    marks) and other agents (simulation ground truth, keyed by stamp; None: no such topic)."""
+
+    perturbations: list
+    agents_by_stamp: dict | None
+
+
+def perturbation_marks(perturbations: list, frame_stamps_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the kind of the injection active at its stamp (-1: none), and the
+    (P, 3) int64 table of injections (kind, start ns, end ns)."""
+    active = np.full(len(frame_stamps_ns), -1, dtype=np.int8)
+    table = np.zeros((len(perturbations), 3), dtype=np.int64)
+    for row, perturbation in enumerate(perturbations):
+        table[row] = (int(perturbation.kind), perturbation.start_ns, perturbation.end_ns)
+        inside = (frame_stamps_ns >= perturbation.start_ns) & (frame_stamps_ns < perturbation.end_ns)
+        active[inside] = int(perturbation.kind)
+    return active, table
+
+
+def agents_in_view(
+    agents_by_stamp: dict,
+    frame_stamps_ns: np.ndarray,
+    frame_poses: np.ndarray,
+    frame_status: np.ndarray,
+    config: DatasetConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: how many agents are in the camera's view (-1: no ground truth at that stamp)
+    and the nearest one's (x, y, vx, vy) relative to the ego, in the ego frame (NaN: none)."""
+    count = np.full(len(frame_stamps_ns), -1, dtype=np.int16)
+    nearest = np.full((len(frame_stamps_ns), 4), np.nan, dtype=np.float32)
+    for index, stamp in enumerate(frame_stamps_ns):
+        agents = agents_by_stamp.get(int(stamp))
+        if agents is None:
+            continue
+        count[index] = 0
+        if not agents:
+            continue
+        ego_x, ego_y, ego_yaw = frame_poses[index]
+        cos_yaw, sin_yaw = np.cos(ego_yaw), np.sin(ego_yaw)
+        world = np.array([[a.x_m - ego_x, a.y_m - ego_y, a.speed_mps * np.cos(a.yaw_rad),
+                           a.speed_mps * np.sin(a.yaw_rad)] for a in agents])  # fmt: skip
+        x = cos_yaw * world[:, 0] + sin_yaw * world[:, 1]
+        y = -sin_yaw * world[:, 0] + cos_yaw * world[:, 1]
+        vx = cos_yaw * world[:, 2] + sin_yaw * world[:, 3] - frame_status[index, 0]
+        vy = -sin_yaw * world[:, 2] + cos_yaw * world[:, 3] - frame_status[index, 1]
+        visible = (x > 0.0) & (np.hypot(x, y) < config.agents_view_range_m)
+        visible &= np.abs(np.arctan2(y, x)) < config.agents_view_half_angle_rad
+        count[index] = int(visible.sum())
+        if visible.any():
+            chosen = np.flatnonzero(visible)[np.argmin(np.hypot(x, y)[visible])]
+            nearest[index] = (x[chosen], y[chosen], vx[chosen], vy[chosen])
+    return count, nearest
 
 
 def ego_status_at(track: OdometryTrack, stamps_ns: np.ndarray, half_window_s: float = 0.25) -> tuple[np.ndarray, ...]:
@@ -237,8 +303,16 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
     continuous odometry). Per sample: the frame indices of its history, stamp, ego
     status, past poses, future trajectory, command and segment.
     """
-    track, frames, frame_stamps, commands, camera_topic = _read_log(bag, config)
+    track, frames, frame_stamps, commands, camera_topic, extras = _read_log(bag, config)
     frame_poses, frame_status, frame_segment = ego_status_at(track, frame_stamps)
+    frame_perturbation, perturbation_table = perturbation_marks(extras.perturbations, frame_stamps)
+    if extras.agents_by_stamp is not None:
+        frame_agents, frame_nearest_agent = agents_in_view(
+            extras.agents_by_stamp, frame_stamps, frame_poses, frame_status, config
+        )
+    else:
+        frame_agents = np.full(len(frame_stamps), -1, dtype=np.int16)
+        frame_nearest_agent = np.full((len(frame_stamps), 4), np.nan, dtype=np.float32)
     command_stamps = np.array([c[0] for c in commands], dtype=np.int64)
     command_values = np.array([c[1] for c in commands], dtype=np.int64)
     history_offsets_ns = np.round(
@@ -296,12 +370,18 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
         "frame_poses": frame_poses.astype(np.float64),
         "frame_ego_status": frame_status.astype(np.float32),
         "frame_segment": frame_segment.astype(np.int32),
+        "frame_perturbation": frame_perturbation,
+        "perturbations": perturbation_table,
+        "frame_agents_in_view": frame_agents,
+        "frame_nearest_agent": frame_nearest_agent,
     }
     meta = {
         "cache_version": CACHE_VERSION,
         "bag": str(bag),
         "camera_topic": camera_topic,
         "command_source": "topic" if len(command_stamps) else "derived from odometry",
+        "perturbations": len(extras.perturbations),
+        "has_agents": extras.agents_by_stamp is not None,
         "frames": len(frames),
         "samples": len(arrays["stamps_ns"]),
         "segments": int(track.segment.max() + 1),
@@ -378,31 +458,3 @@ def build_dataset(
     index = {"cache_version": CACHE_VERSION, "config": asdict(config), "logs": logs}
     (cache_dir / "dataset.json").write_text(json.dumps(index, indent=2))
     return index
-
-
-@dataclass(frozen=True)
-class LogSamples:
-    """One cached log: ``frames`` (F, H, W, 3) uint8 (memory-mapped) and the sample arrays."""
-
-    name: str
-    frames: np.ndarray
-    samples: dict
-
-    @staticmethod
-    def load(log_dir: Path) -> LogSamples:
-        log_dir = Path(log_dir)
-        meta = json.loads((log_dir / "meta.json").read_text())
-        if meta.get("cache_version") != CACHE_VERSION:
-            raise BagError(
-                f"{log_dir}: cache version {meta.get('cache_version')}, expected {CACHE_VERSION}; rebuild it"
-            )
-        with np.load(log_dir / "samples.npz") as arrays:
-            samples = {key: arrays[key] for key in arrays.files}
-        return LogSamples(log_dir.name, np.load(log_dir / "frames.npy", mmap_mode="r"), samples)
-
-    def __len__(self) -> int:
-        return len(self.samples["stamps_ns"])
-
-    def frame_history(self, sample: int) -> np.ndarray:
-        """(history_frames, H, W, 3) uint8, oldest first."""
-        return np.asarray(self.frames[self.samples["frame_indices"][sample]])

@@ -1,12 +1,20 @@
-"""How good are the latent actions? Reconstruction, codebook use, disentanglement, glosses.
+"""How good are the latent actions? Measured against the strongest trivial baselines.
 
-- next-frame reconstruction error vs the copy-last-frame baseline;
-- codebook usage and perplexity of both codebooks;
-- normalized mutual information (NMI, arithmetic normalization) between tokens and
-  the ego maneuver (binned acceleration x yaw rate from odometry): high for ego
-  tokens, low for environment tokens;
-- a gloss per ego code (mean and spread of acceleration and yaw rate, a name);
-- a PNG grid: for each ego code, example frame pairs and its mean ego motion.
+Every number here is meant for held-out logs:
+
+- **Reconstruction** of frame t+1 by each stage's decoder fed the inferred tokens,
+  beside (a) copying frame t, (b) the same decoder fed the *best constant code*
+  (searched over all 16), and (c) fed *shuffled* tokens. ``action_gain_vs_constant``
+  = 1 - MSE(inferred) / MSE(best constant) is the part of the reconstruction the
+  action itself carries; ``recon_improvement_vs_copy`` mostly measures the decoder.
+- **Codebook use**: codes used and perplexity per codebook, and a *collapse* flag
+  (perplexity below :data:`COLLAPSE_PERPLEXITY`): a one-code codebook fails the check.
+- **Chance-corrected mutual information** (AMI, scikit-learn) of ego tokens with the
+  ego maneuver (binned acceleration x yaw rate), of environment tokens with the other
+  agents' motion (ground truth, where the log has it), and the cross terms. No ratios.
+- **Linear probes**: ridge regression from one-hot ego tokens to yaw rate, speed change
+  over the step and speed, fit on half of the logs and scored (R²) on the other half.
+- **Glosses** per ego code from the same held-out windows (mean acceleration, yaw rate).
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import adjusted_mutual_info_score, r2_score
 from torch.utils.data import DataLoader
 
 from latentvla_ros.models.latent_action import LatentActionModel
-from latentvla_ros.models.latent_action_features import LamDataset, LamWindows
+from latentvla_ros.models.latent_action_features import UNKNOWN_AGENTS, LamDataset, LamWindows
+
+# A codebook whose held-out perplexity is below this carries (almost) one code: collapsed.
+COLLAPSE_PERPLEXITY = 2.0
+
+
+class CodebookCollapseError(RuntimeError):
+    """A codebook that uses (almost) a single code; the message names it and its perplexity."""
 
 
 def entropy(counts: np.ndarray) -> float:
@@ -28,22 +45,43 @@ def entropy(counts: np.ndarray) -> float:
     return float(-(probabilities * np.log(probabilities)).sum())
 
 
-def normalized_mutual_information(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
-    """NMI = I(A; B) / ((H(A) + H(B)) / 2), in [0, 1] (0 when either is constant)."""
-    labels_a, labels_b = np.asarray(labels_a), np.asarray(labels_b)
-    _, a = np.unique(labels_a, return_inverse=True)
-    _, b = np.unique(labels_b, return_inverse=True)
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1.0)
-    h_a, h_b = entropy(joint.sum(axis=1)), entropy(joint.sum(axis=0))
-    if h_a == 0.0 or h_b == 0.0:
-        return 0.0
-    mutual = h_a + h_b - entropy(joint.ravel())
-    return float(mutual / ((h_a + h_b) / 2.0))
-
-
 def perplexity(tokens: np.ndarray, codebook_size: int) -> float:
     return float(np.exp(entropy(np.bincount(tokens, minlength=codebook_size).astype(float))))
+
+
+def adjusted_mutual_information(labels_a: np.ndarray, labels_b: np.ndarray) -> float | None:
+    """AMI in [-, 1], 0 at chance; None with fewer than two samples."""
+    if len(labels_a) < 2:
+        return None
+    return float(adjusted_mutual_info_score(labels_a, labels_b))
+
+
+@dataclass
+class StageReconstruction:
+    """Mean squared errors of one stage's decoder fed different codes."""
+
+    inferred: float
+    shuffled: float
+    per_constant: np.ndarray  # (K,) fed code k everywhere
+
+    @property
+    def best_constant(self) -> float:
+        return float(self.per_constant.min())
+
+    @property
+    def best_constant_code(self) -> int:
+        return int(self.per_constant.argmin())
+
+    def report(self, copy_mse: float) -> dict:
+        return {
+            "reconstruction_mse": self.inferred,
+            "best_constant_mse": self.best_constant,
+            "best_constant_code": self.best_constant_code,
+            "shuffled_mse": self.shuffled,
+            "action_gain_vs_constant": 1.0 - self.inferred / self.best_constant,
+            "shuffled_gain_vs_constant": 1.0 - self.shuffled / self.best_constant,
+            "recon_improvement_vs_copy": 1.0 - self.inferred / copy_mse,
+        }
 
 
 @dataclass
@@ -52,32 +90,81 @@ class LamPredictions:
     environment_tokens: np.ndarray
     reconstruction_mse: float
     copy_mse: float
+    stages: dict[int, StageReconstruction] | None = None
+
+
+def _stage_predictions(model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor) -> torch.Tensor:
+    """Frame t+1 from ``stage``'s decoder fed ``codes`` (B, D) as that stage's action."""
+    frames = batch["frames"]
+    current = frames[:, -2]
+    if stage == 1:
+        conditioning = model.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
+        return model.stage1_decoder(current, current, torch.cat([codes, conditioning], dim=1))
+    environment = model.encode_environment(frames, batch["ego_motion"], batch["ego_state"]).embedding
+    return model.stage2_decoder(current, current, model.stage2_action(environment, codes, batch))
+
+
+def _squared_error(model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor) -> float:
+    """Summed squared error of frame t+1 predicted by ``stage``'s decoder fed ``codes``."""
+    return float(((_stage_predictions(model, batch, stage, codes) - batch["frames"][:, -1]) ** 2).sum())
 
 
 @torch.no_grad()
 def predict(
-    model: LatentActionModel, windows: LamWindows, batch_size: int = 128, limit: int | None = None, stage: int = 2
+    model: LatentActionModel,
+    windows: LamWindows,
+    batch_size: int = 128,
+    limit: int | None = None,
+    stage: int = 2,
+    baselines: bool = False,
 ) -> LamPredictions:
-    """Tokens of every window and the reconstruction error (of ``stage``'s decoder) vs copying
-    frame t. Ego tokens come from the stage-2 encoder either way."""
+    """Tokens of every window and the reconstruction error of ``stage``'s decoder vs copying
+    frame t. With ``baselines``, both stages' decoders are also fed every constant code
+    and shuffled tokens (17 more decoder passes per stage)."""
     model.eval()
     dataset = LamDataset(windows)
     if limit is not None and limit < len(dataset):
         dataset = torch.utils.data.Subset(dataset, np.linspace(0, len(windows) - 1, limit).astype(int).tolist())
     device = next(model.parameters()).device
+    size = model.config.codebook_size
+    generator = torch.Generator().manual_seed(0)
     ego, environment, squared, copy_squared, count = [], [], 0.0, 0.0, 0
+    sums = {s: {"inferred": 0.0, "shuffled": 0.0, "constant": np.zeros(size)} for s in (1, 2)}
     for batch in DataLoader(dataset, batch_size=batch_size):
         batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         output = model(batch, stage=2)
-        if stage == 1:
-            output.prediction = model(batch, stage=1).prediction
+        prediction = model(batch, stage=1).prediction if stage == 1 else output.prediction
         target, current = batch["frames"][:, -1], batch["frames"][:, -2]
-        squared += float(((output.prediction - target) ** 2).sum())
+        squared += float(((prediction - target) ** 2).sum())
         copy_squared += float(((current - target) ** 2).sum())
         count += target.numel()
         ego.append(output.ego.tokens.cpu().numpy())
         environment.append(output.environment.tokens.cpu().numpy())
-    return LamPredictions(np.concatenate(ego), np.concatenate(environment), squared / count, copy_squared / count)
+        if not baselines:
+            continue
+        for stage_number, quantized, codebook in (
+            (1, output.environment, model.environment_codebook.codebook),
+            (2, output.ego, model.ego_codebook.codebook),
+        ):
+            totals = sums[stage_number]
+            totals["inferred"] += _squared_error(model, batch, stage_number, quantized.embedding)
+            permutation = torch.randperm(len(target), generator=generator).to(device)
+            totals["shuffled"] += _squared_error(model, batch, stage_number, quantized.embedding[permutation])
+            for code in range(size):
+                constant = codebook[code].expand(len(target), -1)
+                totals["constant"][code] += _squared_error(model, batch, stage_number, constant)
+    stages = None
+    if baselines:
+        stages = {
+            s: StageReconstruction(t["inferred"] / count, t["shuffled"] / count, t["constant"] / count)
+            for s, t in sums.items()
+        }
+    return LamPredictions(
+        np.concatenate(ego), np.concatenate(environment), squared / count, copy_squared / count, stages
+    )
+
+
+# --- what the tokens say -----------------------------------------------------------------
 
 
 def code_glosses(
@@ -125,30 +212,88 @@ def gloss_name(acceleration_mps2: float, yaw_rate_rps: float) -> str:
     return lateral if longitudinal == "hold speed" else f"{longitudinal}, {lateral}"
 
 
+def probe_halves(log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (fit, score): alternate logs (in order), or the two time halves of a single log."""
+    logs = np.unique(log)
+    if len(logs) >= 2:
+        fit_logs = logs[::2]
+        fit = np.isin(log, fit_logs)
+    else:
+        fit = np.arange(len(log)) < len(log) // 2
+    return fit, ~fit
+
+
+def linear_probe_r2(tokens: np.ndarray, targets: dict[str, np.ndarray], log: np.ndarray, size: int) -> dict:
+    """R² on the score half of ridge regressions from one-hot tokens, fit on the other half."""
+    fit, score = probe_halves(log)
+    one_hot = np.eye(size)[tokens]
+    results = {}
+    for name, target in targets.items():
+        if fit.sum() < 2 or score.sum() < 2:
+            results[name] = None
+            continue
+        probe = Ridge(alpha=1.0).fit(one_hot[fit], target[fit])
+        results[name] = float(r2_score(target[score], probe.predict(one_hot[score])))
+    return results
+
+
+def token_information(ego: np.ndarray, environment: np.ndarray, windows: LamWindows, chosen: np.ndarray) -> dict:
+    """AMI of each codebook with the ego maneuver and with the other agents' motion."""
+    maneuver = windows.maneuver[chosen]
+    agents = windows.agents_motion[chosen]
+    known = agents != UNKNOWN_AGENTS
+    return {
+        "ego_ami_maneuver": adjusted_mutual_information(ego, maneuver),
+        "env_ami_maneuver": adjusted_mutual_information(environment, maneuver),
+        "env_ami_agents": adjusted_mutual_information(environment[known], agents[known]) if known.any() else None,
+        "ego_ami_agents": adjusted_mutual_information(ego[known], agents[known]) if known.any() else None,
+        "windows_with_agents_truth": int(known.sum()),
+    }
+
+
 def evaluate_lam(
-    model: LatentActionModel, windows: LamWindows, limit: int | None = None, stage: int = 2
+    model: LatentActionModel, windows: LamWindows, limit: int | None = None, stage: int = 2, full: bool = False
 ) -> tuple[dict, LamPredictions]:
-    """The report's numbers (JSON-ready) on ``windows`` (held-out logs)."""
-    predictions = predict(model, windows, limit=limit, stage=stage)
+    """The report's numbers (JSON-ready) on ``windows`` (held-out logs). ``full`` adds the
+    constant/shuffled baselines, the probes and the glosses (the final report); without it
+    the cheap numbers for progress during training."""
+    predictions = predict(model, windows, limit=limit, stage=stage, baselines=full)
     if limit is not None and limit < len(windows):
         chosen = np.linspace(0, len(windows) - 1, limit).astype(int)
     else:
         chosen = np.arange(len(windows))
-    maneuver = windows.maneuver[chosen]
     size = model.config.codebook_size
+    ego, environment = predictions.ego_tokens, predictions.environment_tokens
     report = {
         "windows": len(chosen),
         "reconstruction_mse": predictions.reconstruction_mse,
         "copy_last_frame_mse": predictions.copy_mse,
         "recon_improvement_vs_copy": 1.0 - predictions.reconstruction_mse / max(predictions.copy_mse, 1e-12),
-        "ego_codes_used": len(np.unique(predictions.ego_tokens)),
-        "env_codes_used": len(np.unique(predictions.environment_tokens)),
-        "ego_perplexity": perplexity(predictions.ego_tokens, size),
-        "env_perplexity": perplexity(predictions.environment_tokens, size),
-        "ego_nmi": normalized_mutual_information(predictions.ego_tokens, maneuver),
-        "env_nmi": normalized_mutual_information(predictions.environment_tokens, maneuver),
+        "ego_codes_used": len(np.unique(ego)),
+        "env_codes_used": len(np.unique(environment)),
+        "ego_perplexity": perplexity(ego, size),
+        "env_perplexity": perplexity(environment, size),
     }
-    report["nmi_ratio_ego_over_env"] = report["ego_nmi"] / max(report["env_nmi"], 1e-9)
+    report["ego_collapsed"] = report["ego_perplexity"] < COLLAPSE_PERPLEXITY
+    report["env_collapsed"] = report["env_perplexity"] < COLLAPSE_PERPLEXITY
+    report.update(token_information(ego, environment, windows, chosen))
+    if full:
+        report["stage1_environment"] = predictions.stages[1].report(predictions.copy_mse)
+        report["stage2_ego"] = predictions.stages[2].report(predictions.copy_mse)
+        report["action_gain_vs_constant"] = report["stage2_ego"]["action_gain_vs_constant"]
+        targets = {
+            "yaw_rate": windows.yaw_rate[chosen],
+            "speed_change": windows.speed_change[chosen],
+            "speed": windows.speed[chosen],
+        }
+        probes = linear_probe_r2(ego, targets, windows.log[chosen], size)
+        report.update({f"probe_r2_{name}": value for name, value in probes.items()})
+        outside = ~windows.perturbed[chosen]
+        report["windows_in_injections"] = int((~outside).sum())
+        report["ego_ami_maneuver_outside_injections"] = adjusted_mutual_information(
+            ego[outside], windows.maneuver[chosen][outside]
+        )
+        report["logs"] = sorted(set(windows.log_names))
     return report, predictions
 
 
@@ -191,4 +336,5 @@ def write_code_grid(
 def write_report(out_dir: Path, report: dict, glosses: list[dict]) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "lam_eval.json").write_text(json.dumps({**report, "glosses": glosses}, indent=2))
+    payload = {**report, "glosses_source": "held-out logs", "glosses": glosses}
+    (out_dir / "lam_eval.json").write_text(json.dumps(payload, indent=2))

@@ -1,12 +1,15 @@
 """Model files: weights in safetensors, config and version in JSON beside them. Never pickle.
 
-``<name>.safetensors`` + ``<name>.json`` = {"kind", "version": "major.minor", "config", ...}.
-Major changes with the interface (inputs, outputs, sizes), minor with new weights.
-Training state for resuming (optimizer moments, step) is saved the same way.
+``<name>.safetensors`` + ``<name>.json`` = {"kind", "version": "major.minor", "config",
+"sha256", ...}. Major changes with the interface (inputs, outputs, sizes, token meaning),
+minor with new weights. ``sha256`` is the digest of the weights file: loading refuses a
+file that does not match its description. Training state for resuming (optimizer
+moments, step) is saved the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -39,9 +42,18 @@ def save_model(
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(_with(path_stem, ".safetensors")))
-    description = {"kind": kind, "version": version, "config": config, **(extra or {})}
+    digest = file_sha256(_with(path_stem, ".safetensors"))
+    description = {"kind": kind, "version": version, "config": config, "sha256": digest, **(extra or {})}
     _with(path_stem, ".json").write_text(json.dumps(description, indent=2))
     return _with(path_stem, ".safetensors")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_description(path_stem: Path, kind: str) -> dict:
@@ -55,8 +67,23 @@ def read_description(path_stem: Path, kind: str) -> dict:
     return description
 
 
+def verify_sha256(path_stem: Path) -> None:
+    """Refuse weights whose digest differs from the one their JSON records (if it records one)."""
+    path_stem = _stem(path_stem)
+    expected = json.loads(_with(path_stem, ".json").read_text()).get("sha256")
+    if expected is None:
+        return
+    found = file_sha256(_with(path_stem, ".safetensors"))
+    if found != expected:
+        raise CheckpointError(
+            f"{_with(path_stem, '.safetensors')}: sha256 {found[:12]}… does not match {expected[:12]}… recorded in "
+            f"{path_stem.name}.json (a changed or damaged file); refusing to load it"
+        )
+
+
 def load_weights(model: torch.nn.Module, path_stem: Path) -> None:
     path_stem = _stem(path_stem)
+    verify_sha256(path_stem)
     state = load_file(str(_with(path_stem, ".safetensors")))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

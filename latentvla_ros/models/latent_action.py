@@ -54,9 +54,19 @@ class LatentActionConfig:
     dead_code_threshold: float = 0.1  # restart codes used less than this share of an even split
     usage_decay: float = 0.9  # of the usage statistic: an unused code is restarted after ~20 steps
     conditioning_dim: int = 32
-    # Stage 1: an adversary tries to read the ego motion from the environment latent; its
-    # reversed gradient keeps ego motion out of the environment action (0 disables it).
+    # Stage 1: an adversary learns to read the ego motion from the environment latent; the
+    # encoder is trained to make it predict only the batch mean (confusion), which keeps ego
+    # motion out of the environment action (0 disables it). v1.0 reversed the adversary's
+    # gradient instead: maximizing an unbounded regression error blew up the IDM's scale.
     environment_adversary_weight: float = 0.5
+    # Stage 1: conditioned on the true ego motion, little is left for the environment action
+    # and one code took 84% of the data. A diversity term (wav2vec 2.0) rewards using the
+    # codebook evenly over a batch: the soft-assignment perplexity, (K - ppl) / K.
+    environment_diversity_weight: float = 0.05
+    diversity_temperature: float = 0.1
+    # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
+    # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
+    ego_decoder_speed: bool = True
     # Next-frame MSE is ~1e-3 (small, smooth images): weighted so it, not the commitment term, leads.
     reconstruction_weight: float = 100.0
     difference_gain: float = 5.0  # frame differences are small; amplify them for the IDM
@@ -90,6 +100,15 @@ class Quantized:
     commitment_loss: torch.Tensor
     distances: torch.Tensor
     latent: torch.Tensor  # (B, D) the encoder output before quantization
+
+    def diversity_loss(self, temperature: float) -> torch.Tensor:
+        """(K - perplexity of the batch's mean soft assignment) / K: 0 when codes are used
+        evenly, near 1 when one code takes everything. Gradients reach the latents."""
+        # Squared distances of unit vectors: -d / 2 is the cosine similarity up to a constant.
+        assignment = functional.softmax(-self.distances / (2.0 * temperature), dim=1).mean(dim=0)
+        size = assignment.shape[0]
+        soft_perplexity = torch.exp(-(assignment * torch.log(assignment + 1e-9)).sum())
+        return (size - soft_perplexity) / size
 
 
 class VectorQuantizerEMA(nn.Module):
@@ -133,13 +152,14 @@ class VectorQuantizerEMA(nn.Module):
         latent = functional.normalize(latent, dim=1)
         if self.training and not self.frozen and not bool(self.initialized):
             self._initialize_from(latent.detach())
+        # A copy: the EMA update below changes the codebook in place, and the distances stay
+        # in the graph (the diversity term backpropagates through them to the latents).
+        codebook = self.codebook.clone()
         distances = (
-            latent.pow(2).sum(dim=1, keepdim=True)
-            - 2.0 * latent @ self.codebook.t()
-            + self.codebook.pow(2).sum(dim=1)[None, :]
+            latent.pow(2).sum(dim=1, keepdim=True) - 2.0 * latent @ codebook.t() + codebook.pow(2).sum(dim=1)[None, :]
         )
         tokens = distances.argmin(dim=1)
-        quantized = self.codebook[tokens]
+        quantized = codebook[tokens]
         if self.training and not self.frozen:
             self._ema_update(latent.detach(), tokens)
         commitment = functional.mse_loss(latent, quantized.detach())
@@ -195,18 +215,6 @@ class VectorQuantizerEMA(nn.Module):
         self.usage[dead] = 1.0 / self.codebook_size
 
 
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward, negated gradient backward (domain-adversarial training)."""
-
-    @staticmethod
-    def forward(context, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(context, gradient: torch.Tensor) -> torch.Tensor:
-        return -gradient
-
-
 # --- encoders and decoders ------------------------------------------------------------
 
 
@@ -221,7 +229,14 @@ class ResidualBlock(nn.Module):
 
 
 class ImpalaEncoder(nn.Module):
-    """IMPALA-CNN: per stage a conv, a max-pool and two residual blocks (LAPO's IDM)."""
+    """IMPALA-CNN: per stage a conv, a max-pool and two residual blocks (LAPO's IDM).
+
+    The flattened features are layer-normalized before the head. Everything after the
+    head is scale-invariant (batch-norm, cosine VQ), so the loss never resists growth of
+    the residual stack's gain; in v1.0 the environment IDM's activations grew ~4x per
+    block to ~1e5, the batch-norm running mean could not follow, and in eval mode every
+    latent pointed one way (one code). With the norm the head sees unit-scale features.
+    """
 
     def __init__(self, in_channels: int, channels: tuple[int, ...], frame_hw: tuple[int, int], out_dim: int):
         super().__init__()
@@ -238,10 +253,11 @@ class ImpalaEncoder(nn.Module):
         height, width = frame_hw
         for _ in channels:
             height, width = (height + 1) // 2, (width + 1) // 2
+        self.norm = nn.LayerNorm(in_channels * height * width, elementwise_affine=False)
         self.head = nn.Linear(in_channels * height * width, out_dim)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.head(functional.relu(self.features(frames)).flatten(1))
+        return self.head(self.norm(functional.relu(self.features(frames)).flatten(1)))
 
 
 class ForwardDynamics(nn.Module):
@@ -359,7 +375,8 @@ class LatentActionModel(nn.Module):
         self.ego_codebook = VectorQuantizerEMA(
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
-        self.stage2_decoder = ForwardDynamics(config, 2 * d)
+        self.speed_conditioning = nn.Sequential(nn.Linear(1, c), nn.GELU(), nn.Linear(c, c))
+        self.stage2_decoder = ForwardDynamics(config, 2 * d + (c if config.ego_decoder_speed else 0))
 
     def frozen_environment_modules(self) -> tuple[nn.Module, ...]:
         return (
@@ -390,7 +407,7 @@ class LatentActionModel(nn.Module):
         if stage == 1:
             modules = self.frozen_environment_modules()
         else:
-            modules = (self.ego_encoder, self.ego_head, self.stage2_decoder)
+            modules = (self.ego_encoder, self.ego_head, self.stage2_decoder, self.speed_conditioning)
         return [p for module in modules for p in module.parameters()]
 
     def idm_input(self, frames: torch.Tensor) -> torch.Tensor:
@@ -419,22 +436,70 @@ class LatentActionModel(nn.Module):
             prediction = self.stage1_decoder(context, current, torch.cat([environment.embedding, conditioning], dim=1))
             ego = None
             losses = {"environment_commitment": environment.commitment_loss}
+            if self.config.environment_diversity_weight > 0.0:
+                diversity = environment.diversity_loss(self.config.diversity_temperature)
+                losses["environment_diversity"] = self.config.environment_diversity_weight * diversity
             if self.config.environment_adversary_weight > 0.0:
-                # The adversary learns to read ego motion from the environment latent; the
-                # encoder, through the reversed gradient, learns to leave it out.
-                guess = self.environment_adversary(_ReverseGradient.apply(environment.latent))
-                ego_target = torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1)
-                losses["environment_adversary"] = self.config.environment_adversary_weight * functional.mse_loss(
-                    guess, ego_target
-                )
+                losses.update(self._adversary_losses(environment.latent, batch))
         else:
             environment_code = environment.embedding.detach()
             ego = self.encode_ego(frames, environment_code)
-            prediction = self.stage2_decoder(context, current, torch.cat([environment_code, ego.embedding], dim=1))
+            prediction = self.stage2_decoder(
+                context, current, self.stage2_action(environment_code, ego.embedding, batch)
+            )
             losses = {"ego_commitment": ego.commitment_loss}
         reconstruction = functional.mse_loss(prediction, target)
         losses["reconstruction"] = self.config.reconstruction_weight * reconstruction
         return LamOutput(prediction, environment, ego, reconstruction, losses)
+
+    def stage_norm(self, stage: int) -> nn.BatchNorm1d:
+        """The batch-norm that feeds ``stage``'s codebook."""
+        return (self.environment_head if stage == 1 else self.ego_head)[-1]
+
+    @torch.no_grad()
+    def recalibrate_norm(self, batches, stage: int) -> None:
+        """Replace ``stage``'s batch-norm running statistics by their exact average over
+        ``batches`` with the final weights ("precise BN"): the running averages of training
+        lag behind weights that kept moving, and eval mode must see what training saw.
+        Codebooks are not updated."""
+        norm = self.stage_norm(stage)
+        codebooks = (self.environment_codebook, self.ego_codebook)
+        frozen = [codebook.frozen for codebook in codebooks]
+        momentum, was_training = norm.momentum, self.training
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches
+        # train() first: it keeps modules of a *frozen environment* in eval mode, and the
+        # codebooks are only paused here, not frozen for good.
+        self.train()
+        for codebook in codebooks:
+            codebook.frozen = True
+        try:
+            for batch in batches:
+                self(batch, stage)
+        finally:
+            norm.momentum = momentum
+            for codebook, state in zip(codebooks, frozen, strict=True):
+                codebook.frozen = state
+            self.train(was_training)
+
+    def stage2_action(self, environment: torch.Tensor, ego: torch.Tensor, batch: dict) -> torch.Tensor:
+        """What the stage-2 decoder is conditioned on: both actions (+ the ego speed at t)."""
+        parts = [environment, ego]
+        if self.config.ego_decoder_speed:
+            parts.append(self.speed_conditioning(batch["ego_state"][:, :1]))
+        return torch.cat(parts, dim=1)
+
+    def _adversary_losses(self, latent: torch.Tensor, batch: dict) -> dict:
+        """The adversary learns to read ego motion and state from the (detached) environment
+        latent; the encoder learns to make the adversary, frozen for that term, predict the
+        batch mean: no ego information left, and a bounded objective (0 at best)."""
+        weight = self.config.environment_adversary_weight
+        ego_target = torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1)
+        adversary_loss = functional.mse_loss(self.environment_adversary(latent.detach()), ego_target)
+        frozen = {name: value.detach() for name, value in self.environment_adversary.named_parameters()}
+        guess = torch.func.functional_call(self.environment_adversary, frozen, (latent,))
+        confusion = functional.mse_loss(guess, ego_target.mean(dim=0, keepdim=True).expand_as(guess))
+        return {"environment_adversary": weight * adversary_loss, "environment_confusion": weight * confusion}
 
     @torch.no_grad()
     def tokens(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from latentvla_ros.core.se2 import relative_poses
-from latentvla_ros.data.dataset_builder import LogSamples
+from latentvla_ros.data.cache import LogSamples, log_entries
 from latentvla_ros.models.latent_action import LatentActionConfig
 
 # Scales that bring the conditioning inputs to order one.
@@ -27,6 +27,13 @@ EGO_STATE_SCALE = np.array([10.0, 1.0, 2.0, 2.0, 0.3], dtype=np.float32)  # vx, 
 ACCELERATION_EDGES = (-0.6, 0.3)
 YAW_RATE_EDGES = (-0.06, 0.06)
 MANEUVER_NAMES = tuple(f"{a}+{y}" for a in ("brake", "hold", "accelerate") for y in ("right", "straight", "left"))
+# Other agents' motion bins (evaluation of the environment action, from ground truth where a log has it):
+# none in view, else the nearest in-view agent's velocity relative to the ego, in the ego frame:
+# closing / steady / opening (m/s) x moving right / not / left (m/s).
+AGENT_RELATIVE_SPEED_EDGES = (-1.5, 1.5)
+AGENT_LATERAL_SPEED_EDGES = (-0.5, 0.5)
+NO_AGENT_IN_VIEW = 0
+UNKNOWN_AGENTS = -1
 FRAME_PERIOD_TOLERANCE = 0.35  # a step's duration may differ this fraction from nominal
 
 
@@ -50,6 +57,11 @@ class LamWindows:
     log: np.ndarray
     step_s: float
     frame_t: np.ndarray | None = None  # (N,) index of frame t in its log's frames
+    speed: np.ndarray | None = None  # (N,) m/s at t
+    speed_change: np.ndarray | None = None  # (N,) m/s from t to t+1
+    agents_motion: np.ndarray | None = None  # (N,) agent-motion bin at t; UNKNOWN_AGENTS without ground truth
+    perturbed: np.ndarray | None = None  # (N,) an injected perturbation is active at t or t+1
+    log_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -58,6 +70,16 @@ class LamWindows:
 def maneuver_labels(acceleration: np.ndarray, yaw_rate: np.ndarray) -> np.ndarray:
     """(N,) class in 0..8 = 3 * acceleration bin + yaw-rate bin (see MANEUVER_NAMES)."""
     return 3 * np.digitize(acceleration, ACCELERATION_EDGES) + np.digitize(yaw_rate, YAW_RATE_EDGES)
+
+
+def agent_motion_labels(agents_in_view: np.ndarray, nearest_agent: np.ndarray) -> np.ndarray:
+    """(N,) bin: UNKNOWN_AGENTS (-1) without ground truth, NO_AGENT_IN_VIEW (0), else
+    1 + 3 * relative-speed bin + lateral-speed bin of the nearest agent in view."""
+    relative = np.nan_to_num(nearest_agent[:, 2])
+    lateral = np.nan_to_num(nearest_agent[:, 3])
+    moving = 1 + 3 * np.digitize(relative, AGENT_RELATIVE_SPEED_EDGES) + np.digitize(lateral, AGENT_LATERAL_SPEED_EDGES)
+    labels = np.where(agents_in_view > 0, moving, NO_AGENT_IN_VIEW)
+    return np.where(agents_in_view < 0, UNKNOWN_AGENTS, labels).astype(np.int64)
 
 
 def resize_frames(frames: np.ndarray, config: LatentActionConfig) -> np.ndarray:
@@ -90,7 +112,14 @@ def windows_from_log(log: LogSamples, config: LatentActionConfig, log_number: in
     )
     step_s = (stamps[later] - stamps[now]) * 1e-9
     status = arrays["frame_ego_status"]
-    acceleration = (status[later, 0] - status[now, 0]) / np.maximum(step_s, 1e-6)
+    speed_change = status[later, 0] - status[now, 0]
+    acceleration = speed_change / np.maximum(step_s, 1e-6)
+    if "frame_agents_in_view" in arrays:
+        agents = agent_motion_labels(arrays["frame_agents_in_view"][now], arrays["frame_nearest_agent"][now])
+        perturbed = (arrays["frame_perturbation"][now] >= 0) | (arrays["frame_perturbation"][later] >= 0)
+    else:
+        agents = np.full(len(now), UNKNOWN_AGENTS, dtype=np.int64)
+        perturbed = np.zeros(len(now), dtype=bool)
     yaw_rate = motion[:, 2] / np.maximum(step_s, 1e-6)
     used = np.unique(indices)
     remap = np.full(len(stamps), -1)
@@ -108,6 +137,11 @@ def windows_from_log(log: LogSamples, config: LatentActionConfig, log_number: in
         log=np.full(len(indices), log_number),
         step_s=float(np.median(step_s)) if len(step_s) else step * period_ns * 1e-9,
         frame_t=now,
+        speed=status[now, 0].astype(np.float32),
+        speed_change=speed_change.astype(np.float32),
+        agents_motion=agents,
+        perturbed=perturbed,
+        log_names=(log.name,),
     )
 
 
@@ -124,22 +158,18 @@ def concatenate(windows: list[LamWindows]) -> LamWindows:
         log=np.concatenate([w.log for w in windows]),
         step_s=windows[0].step_s,
         frame_t=np.concatenate([w.frame_t for w in windows]),
+        speed=np.concatenate([w.speed for w in windows]),
+        speed_change=np.concatenate([w.speed_change for w in windows]),
+        agents_motion=np.concatenate([w.agents_motion for w in windows]),
+        perturbed=np.concatenate([w.perturbed for w in windows]),
+        log_names=tuple(name for w in windows for name in w.log_names),
     )
 
 
 def load_windows(cache_dir: Path, config: LatentActionConfig, split: str | None = None) -> LamWindows:
     """Windows of every log in a dataset cache (``dataset.json``), optionally one split only."""
-    import json
-
     cache_dir = Path(cache_dir)
-    index_path = cache_dir / "dataset.json"
-    if not index_path.is_file():
-        raise FileNotFoundError(
-            f"{cache_dir}: no dataset.json; build it with `latentvla dataset BAGS --out {cache_dir}`"
-        )
-    logs = [log for log in json.loads(index_path.read_text())["logs"] if split is None or log["split"] == split]
-    if not logs:
-        raise FileNotFoundError(f"{cache_dir}: no logs in split '{split}'")
+    logs = log_entries(cache_dir, split)
     windows = []
     for number, entry in enumerate(logs):
         log = LogSamples.load(cache_dir / entry["name"])

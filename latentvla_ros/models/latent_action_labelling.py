@@ -8,11 +8,14 @@ Step size: ``LatentActionConfig.step_frames`` camera frames (default 3 at 10 Hz 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from latentvla_ros.data.dataset_builder import LogSamples
+from latentvla_ros.data.cache import LABELS_FILE, LogSamples, log_entries
 from latentvla_ros.evaluation.latent_action_evaluation import predict
 from latentvla_ros.models.latent_action import LatentActionModel
 from latentvla_ros.models.latent_action_features import windows_from_log
@@ -53,3 +56,26 @@ def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
         future_ego_tokens=sequences[complete],
         step_s=windows.step_s,
     )
+
+
+def write_labels(log_dir: Path, labels: LatentLabels, model_description: dict) -> Path:
+    """``log_dir/latent_labels.npz``: the arrays of ``labels`` plus which model made them
+    (written under a temporary name and renamed, so a reader never sees half a file)."""
+    path = Path(log_dir) / LABELS_FILE
+    partial = path.with_name("latent_labels.partial.npz")
+    arrays = {key: np.asarray(value) for key, value in asdict(labels).items()}
+    source = {key: model_description.get(key) for key in ("kind", "version", "sha256")}
+    np.savez(partial, **arrays, model=np.array(json.dumps(source)))
+    partial.replace(path)
+    return path
+
+
+def label_cache(
+    model: LatentActionModel, model_description: dict, cache_dir: Path
+) -> Iterator[tuple[str, LatentLabels]]:
+    """Label every log of a dataset cache in place (both splits); yields (log name, labels)."""
+    for entry in log_entries(cache_dir):
+        log = LogSamples.load(Path(cache_dir) / entry["name"])
+        labels = label_log(model, log)
+        write_labels(Path(cache_dir) / entry["name"], labels, model_description)
+        yield entry["name"], labels

@@ -28,7 +28,9 @@ from latentvla_ros.core.validation import InputError, require_finite, require_fr
 from latentvla_ros.msg import DrivingCommand as DrivingCommandMsg
 from latentvla_ros.msg import GroundTruthAgent, GroundTruthAgents, PlannedTrajectory, PlannedTrajectoryPoint
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
+from latentvla_ros.msg import Perturbation as PerturbationMsg
 from latentvla_ros.simulation.agents import AgentState
+from latentvla_ros.simulation.perturbation import Perturbation, PerturbationKind
 
 try:  # ROS 2's cv_bridge where installed; the small stand-in below where not (pip path)
     from cv_bridge import CvBridge as _CvBridge
@@ -491,3 +493,25 @@ def driving_command_from_msg(message: DrivingCommandMsg) -> DrivingCommand:
     if message.command not in tuple(DrivingCommand):
         raise InputError("DrivingCommand.command", "LEFT (0), STRAIGHT (1), RIGHT (2) or UNKNOWN (3)", message.command)
     return DrivingCommand(message.command)
+
+
+def perturbation_to_msg(perturbation: Perturbation) -> PerturbationMsg:
+    return PerturbationMsg(
+        header=make_header(perturbation.start_ns, EGO_FRAME_ID),
+        kind=int(perturbation.kind),
+        start=ns_to_time(perturbation.start_ns),
+        end=ns_to_time(perturbation.end_ns),
+        magnitude=float(perturbation.magnitude),
+    )
+
+
+def perturbation_from_msg(message: PerturbationMsg) -> Perturbation:
+    if message.kind not in tuple(PerturbationKind):
+        raise InputError(
+            "Perturbation.kind", "LATERAL_OFFSET (0), HEADING (1), SPEED_UP (2) or SLOW_DOWN (3)", message.kind
+        )
+    start_ns, end_ns = time_to_ns(message.start), time_to_ns(message.end)
+    if end_ns < start_ns:
+        raise InputError("Perturbation.end", f"not before start ({start_ns} ns)", end_ns)
+    magnitude = float(require_finite("Perturbation.magnitude", [message.magnitude])[0])
+    return Perturbation(PerturbationKind(message.kind), start_ns, end_ns, magnitude)

@@ -12,6 +12,7 @@ from latentvla_ros.core.trajectory import Trajectory
 from latentvla_ros.planning.interface import PlannerInput, PrivilegedView
 from latentvla_ros.simulation.controller import TrajectoryTracker
 from latentvla_ros.simulation.expert import ExpertPlanner
+from latentvla_ros.simulation.perturbation import Perturbation, PerturbationSchedule
 from latentvla_ros.simulation.route import closest_on_polyline
 from latentvla_ros.simulation.world import DrivingWorld
 
@@ -25,6 +26,9 @@ class StepRecord:
     episode: int
     acceleration_mps2: float
     steering_rad: float
+    # An injected perturbation that starts at this step (DART-style), and whether one is active.
+    perturbation_started: Perturbation | None = None
+    perturbed: bool = False
 
 
 @dataclass
@@ -48,11 +52,14 @@ def drive_expert(
     world: DrivingWorld,
     duration_s: float,
     on_step: Callable[[DrivingWorld, StepRecord], None] | None = None,
+    perturbations: PerturbationSchedule | None = None,
 ) -> DriveSummary:
     """The expert plans every step, the tracker follows its plan; returns what happened.
 
     ``on_step(world, record)`` is called after planning and before the world
-    steps, so the world still shows the state the plan was made for.
+    steps, so the world still shows the state the plan was made for. With
+    ``perturbations`` the tracker's command is overridden while an injection is
+    active; the expert keeps planning from the actual state, so it recovers.
     """
     expert = ExpertPlanner(world.episode.road.network)
     tracker = TrajectoryTracker()
@@ -64,8 +71,14 @@ def drive_expert(
         trajectory = expert.compute_trajectory(privileged_input(world, ego))
         tracker.set_trajectory(trajectory, ego)
         acceleration, steering = tracker.command(ego, world.dt_s)
+        started = None
+        perturbed = False
+        if perturbations is not None:
+            acceleration, steering, started = perturbations.apply(ego.stamp_ns, ego.speed_mps, acceleration, steering)
+            perturbed = perturbations.current is not None
         if on_step is not None:
-            on_step(world, StepRecord(ego, trajectory, world.episode_index, acceleration, steering))
+            record = StepRecord(ego, trajectory, world.episode_index, acceleration, steering, started, perturbed)
+            on_step(world, record)
         events = world.step(acceleration, steering)
         summary.steps += 1
         summary.collisions += len(events.collisions)
@@ -76,6 +89,8 @@ def drive_expert(
             expert.network = world.episode.road.network
             expert.reset(world.episode.route, world.episode.cruise_speed_mps)
             tracker.reset()
+            if perturbations is not None:
+                perturbations.reset_episode(world.time_ns)
     return summary
 
 

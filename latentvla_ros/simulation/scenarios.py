@@ -11,7 +11,7 @@ as many episodes as fit, each starting where the route starts.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from highway_env.envs.intersection_env import IntersectionEnv
@@ -33,12 +33,18 @@ HIGHWAY_LANES = 3
 
 @dataclass(frozen=True)
 class ScenarioConfig:
-    """``traffic_density`` scales each scenario's default number of other vehicles."""
+    """``traffic_density`` scales each scenario's default number of other vehicles.
+
+    The spreads vary each episode (fractions: 0.3 draws a factor in [0.7, 1.3]) so a
+    log holds many cruise speeds and traffic densities, not one steady drive.
+    """
 
     name: str
     seed: int = 0
     traffic_density: float = 1.0
     episode_duration_s: float = 60.0
+    cruise_speed_spread: float = 0.0
+    traffic_density_spread: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in SCENARIO_NAMES:
@@ -47,6 +53,9 @@ class ScenarioConfig:
             raise ValueError(f"traffic_density: expected >= 0, got {self.traffic_density}")
         if not self.episode_duration_s > 0.0:
             raise ValueError(f"episode_duration_s: expected > 0, got {self.episode_duration_s}")
+        for name in ("cruise_speed_spread", "traffic_density_spread"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: expected in [0, 1), got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -248,7 +257,16 @@ _BUILDERS = {"highway": _highway, "merge": _merge, "roundabout": _roundabout, "i
 def build_episode(scenario: ScenarioConfig, index: int) -> Episode:
     """Episode ``index`` of ``scenario``; the same (scenario, index) always builds the same episode."""
     rng = episode_seed(scenario, index)
-    return _BUILDERS[scenario.name](scenario, index, rng)
+    # The spreads draw from their own generator: without spreads an episode is exactly
+    # what it was before they existed.
+    variety = np.random.default_rng([scenario.seed, index, SCENARIO_NAMES.index(scenario.name), 1])
+    speed_factor = 1.0 + scenario.cruise_speed_spread * variety.uniform(-1.0, 1.0)
+    density_factor = 1.0 + scenario.traffic_density_spread * variety.uniform(-1.0, 1.0)
+    built = replace(scenario, traffic_density=scenario.traffic_density * density_factor)
+    episode = _BUILDERS[scenario.name](built, index, rng)
+    episode.scenario = scenario
+    episode.cruise_speed_mps *= speed_factor
+    return episode
 
 
 def build_road_network(scenario_name: str) -> RoadNetwork:

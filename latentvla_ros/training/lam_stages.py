@@ -4,6 +4,10 @@
 2. ``stage2_ego``: environment codebook frozen; the ego encoder learns the ego action.
 3. ``describe_codes``: evaluate on held-out logs, gloss every ego code, write the model.
 
+Every progress evaluation measures the stage's codebook on a held-out slice in eval
+mode (as it will be used) and stops the run with one message when it stays below
+perplexity 2 after warm-up: a collapsed codebook never ships silently again.
+
 ``latentvla train lam --data CACHE --out DIR`` runs them in order; ``--resume``
 continues from the last checkpoint in DIR; under ``torchrun`` on GPUs the same
 command trains with DistributedDataParallel.
@@ -18,7 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentvla_ros.evaluation.latent_action_evaluation import code_glosses, evaluate_lam, write_code_grid, write_report
+from latentvla_ros.evaluation.latent_action_evaluation import (
+    COLLAPSE_PERPLEXITY,
+    CodebookCollapseError,
+    code_glosses,
+    evaluate_lam,
+    write_code_grid,
+    write_report,
+)
 from latentvla_ros.models.checkpoint import (
     CheckpointError,
     load_weights,
@@ -31,7 +42,7 @@ from latentvla_ros.models.latent_action_features import FrameSizeError, LamDatas
 from latentvla_ros.models.latent_action_loading import MODEL_KIND
 from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
 
-MODEL_VERSION = "1.0"
+MODEL_VERSION = "2.0"  # 2: layer-normalized IDM features (v1.0's environment codebook collapsed)
 CHECKPOINT_NAME = "lam_checkpoint"
 ASPECT_TOLERANCE = 0.02
 
@@ -45,6 +56,9 @@ class LamTrainingConfig:
     evaluate_every: int = 200
     evaluation_windows: int = 512
     seed: int = 0
+    # The collapse guard checks each progress evaluation from this step of a stage on.
+    collapse_warmup_steps: int = 400
+    recalibration_batches: int = 16
 
 
 def check_data_fits(cache_dir: Path, config: LatentActionConfig) -> None:
@@ -97,21 +111,45 @@ def _train_lam_stage(
         output = network(batch, stage)
         return output.loss, {key: value.detach() for key, value in output.losses.items()}
 
-    def evaluate():
+    codebook = "env" if stage == 1 else "ego"
+    report_keys = (*report_keys, f"{codebook}_codes_used", f"{codebook}_perplexity")
+
+    def evaluate(step: int) -> dict:
         report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows, stage=stage)
-        return {key: round(report[key], 4) for key in report_keys}
+        return {key: round(report[key], 4) if isinstance(report[key], float) else report[key] for key in report_keys}
+
+    def check(step: int, record: dict) -> None:
+        """The collapse guard: after warm-up, a held-out perplexity below 2 stops the run."""
+        if step >= training.collapse_warmup_steps and record[f"{codebook}_perplexity"] < COLLAPSE_PERPLEXITY:
+            raise CodebookCollapseError(
+                f"{name} step {step}: the {'environment' if stage == 1 else 'ego'} codebook collapsed (held-out "
+                f"perplexity {record[f'{codebook}_perplexity']:.2f} < {COLLAPSE_PERPLEXITY:.0f}, "
+                f"{record[f'{codebook}_codes_used']} code(s) used); see {out_dir / 'metrics.jsonl'}"
+            )
 
     schedule = StageSchedule(steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every)
     train_stage(
         name, model, model.stage_parameters(stage), loss, LamDataset(windows), schedule, runtime,
         out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
-        start_step, resume, training.seed + stage - 1,
+        start_step, resume, training.seed + stage - 1, check,
     )  # fmt: skip
+    model.recalibrate_norm(_recalibration_batches(windows, training, runtime), stage)
+
+
+def _recalibration_batches(windows, training: LamTrainingConfig, runtime) -> list[dict]:
+    """A fixed, seeded set of training batches for the batch-norm recalibration."""
+    dataset = LamDataset(windows)
+    generator = torch.Generator().manual_seed(training.seed)
+    count = min(len(dataset), training.recalibration_batches * training.batch_size)
+    rows = torch.randperm(len(dataset), generator=generator)[:count].tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, rows), batch_size=training.batch_size)
+    return [{key: value.to(runtime.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+            for batch in loader]  # fmt: skip
 
 
 def stage1_environment(model, windows, validation, training, out_dir, runtime, metrics, start_step=0, resume=None):
     """Stage 1: the environment action, with the true ego motion given; then frozen."""
-    keys = ("recon_improvement_vs_copy", "env_codes_used", "env_nmi")
+    keys = ("recon_improvement_vs_copy", "env_ami_agents", "env_ami_maneuver")
     _train_lam_stage(
         1, "stage1_environment", training.stage1_steps, keys, model, windows, validation, training, out_dir,
         runtime, metrics, start_step, resume,
@@ -122,24 +160,24 @@ def stage1_environment(model, windows, validation, training, out_dir, runtime, m
 def stage2_ego(model, windows, validation, training, out_dir, runtime, metrics, start_step=0, resume=None):
     """Stage 2: the ego action, given the frozen environment action instead of the ego motion."""
     model.freeze_environment()
-    keys = ("recon_improvement_vs_copy", "ego_codes_used", "ego_nmi", "env_nmi")
+    keys = ("recon_improvement_vs_copy", "env_codes_used", "env_perplexity", "ego_ami_maneuver", "env_ami_agents")
     _train_lam_stage(
         2, "stage2_ego", training.stage2_steps, keys, model, windows, validation, training, out_dir,
         runtime, metrics, start_step, resume,
     )  # fmt: skip
 
 
-def describe_codes(model: LatentActionModel, windows: LamWindows, validation: LamWindows, out_dir: Path) -> dict:
-    """Glosses from the training logs; the report on the held-out logs; the model file."""
-    _, train_predictions = evaluate_lam(model, windows)
+def describe_codes(model: LatentActionModel, validation: LamWindows, out_dir: Path) -> dict:
+    """The full report and the glosses, both on the held-out logs; the model file."""
+    report, predictions = evaluate_lam(model, validation, full=True)
     glosses = code_glosses(
-        train_predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size
+        predictions.ego_tokens, validation.acceleration, validation.yaw_rate, model.config.codebook_size
     )
-    report, predictions = evaluate_lam(model, validation)
     write_report(out_dir, report, glosses)
     write_code_grid(out_dir / "lam_codes.png", validation, predictions.ego_tokens, glosses)
     (out_dir / f"lam_v{MODEL_VERSION}_gloss.json").write_text(json.dumps(glosses, indent=2))
-    _save(model, out_dir / f"lam_v{MODEL_VERSION}", {"metrics": report, "glosses": glosses, "step_s": windows.step_s})
+    extra = {"metrics": report, "glosses_source": "held-out logs", "glosses": glosses, "step_s": validation.step_s}
+    _save(model, out_dir / f"lam_v{MODEL_VERSION}", extra)
     return report
 
 
@@ -197,7 +235,7 @@ def train_lam(
                 step if stage == "stage2_ego" else 0,
                 optimizer_state,
             )
-        report = describe_codes(model, windows, validation, out_dir) if runtime.is_main else {}
+        report = describe_codes(model, validation, out_dir) if runtime.is_main else {}
     finally:
         teardown_runtime()
     return report

@@ -88,13 +88,17 @@ def train_stage(
     runtime: Runtime,
     checkpoint_stem: Path,
     save_checkpoint: Callable[[Path, dict], None],
-    evaluate: Callable[[], dict],
+    evaluate: Callable[[int], dict],
     metrics: MetricsLog,
     start_step: int = 0,
     resume_optimizer: Path | None = None,
     seed: int = 0,
+    check: Callable[[int, dict], None] | None = None,
 ) -> None:
-    """Run ``schedule.steps`` optimizer steps of one stage (continuing at ``start_step``)."""
+    """Run ``schedule.steps`` optimizer steps of one stage (continuing at ``start_step``).
+
+    Every ``evaluate_every`` steps: ``evaluate(step)`` adds held-out numbers to the metrics
+    log, then ``check(step, record)`` may stop training by raising."""
     trainable = {id(p) for p in parameters}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in trainable)
@@ -136,8 +140,10 @@ def train_stage(
             model.eval()
             record = {"stage": name, "step": step + 1, "elapsed_s": round(time.perf_counter() - started, 1)}
             record.update({key: round(float(value), 6) for key, value in terms.items()})
-            record.update(evaluate())
+            record.update(evaluate(step + 1))
             metrics.write(record)
+            if check is not None:  # after writing: a failed check leaves its numbers in the log
+                check(step + 1, record)
             progress.set_postfix({key: record[key] for key in list(record)[3:6]})
             model.train()
         if runtime.is_main and ((step + 1) % schedule.checkpoint_every == 0 or step + 1 == schedule.steps):
