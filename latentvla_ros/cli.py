@@ -78,6 +78,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 LAM_MODEL = "lam_v2.0"
+TEACHER_MODEL = "teacher_v1.0"
 
 
 def _default_model(stem: str) -> Path:
@@ -256,6 +257,69 @@ def _cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_teacher(args: argparse.Namespace) -> int:
+    from latentvla_ros.training.teacher_stage import TeacherTrainingConfig, train_teacher
+
+    training = TeacherTrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        evaluate_every=args.evaluate_every,
+        lora_rank=args.lora_rank,
+    )
+    model_path = Path(args.model_path) if args.model_path else None
+    report = train_teacher(
+        Path(args.data), Path(args.out), training=training, model_path=model_path, resume=args.resume
+    )
+    if report:
+        _print_teacher_report(report)
+    return 0
+
+
+def _print_teacher_report(report: dict) -> None:
+    print(f"{'predictor':16s} {'top-1':>7s} {'step 1':>7s} {'step 6':>7s} {'step 12':>7s}")
+    for name in ("teacher", "majority", "repeat_current", "blank_image"):
+        if f"{name}_top1" in report:
+            steps = report[f"{name}_top1_per_step"]
+            print(f"{name:16s} {report[f'{name}_top1']:7.3f} {steps[0]:7.3f} {steps[5]:7.3f} {steps[-1]:7.3f}")
+    print(f"teacher NLL {report['teacher_nll']:.3f} nats/step on {report['frames']} held-out frames", end="")
+    if "gain_over_best_trivial" in report:
+        print(
+            f"; gain over the best trivial baseline {100 * report['gain_over_best_trivial']:+.1f} points,"
+            f" camera contribution {100 * report['camera_contribution']:+.1f} points"
+        )
+    else:
+        print()
+
+
+def _cmd_eval_teacher(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from latentvla_ros.evaluation.teacher_evaluation import evaluate_teacher, majority_token
+    from latentvla_ros.models.teacher.teacher_features import load_teacher_samples
+    from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
+
+    teacher = LatentActionTeacher.from_pretrained(Path(args.model))
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = _cache_of(Path(args.data), scratch)
+        if cache != Path(args.data):  # bags: label them with the shipped latent action model
+            from latentvla_ros.models.latent_action_labelling import label_cache
+            from latentvla_ros.models.latent_action_loading import load_latent_action_model
+
+            lam, description = load_latent_action_model(Path(args.lam))
+            for _ in label_cache(lam, description, cache):
+                pass
+        samples = load_teacher_samples(cache, teacher.config)
+    majority = teacher.description.get("majority_token", majority_token(samples.targets))
+    report = evaluate_teacher(teacher, samples, int(majority), limit=args.limit)
+    _print_teacher_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({**report, "model_version": teacher.version}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from latentvla_ros import topics
 
@@ -317,6 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_lam.set_defaults(handler=_cmd_train_lam)
 
+    train_teacher = train_models.add_parser(
+        "teacher", help="the teacher VLM (Qwen2.5-VL + 16 action tokens) on a labelled cache"
+    )
+    train_teacher.add_argument("--data", required=True, help="dataset cache labelled by `latentvla label`")
+    train_teacher.add_argument("--out", required=True, help="output directory (teacher, metrics, report)")
+    train_teacher.add_argument(
+        "--model-path", help="a local Qwen2.5-VL checkpoint directory (default: the small teacher from scratch)"
+    )
+    train_teacher.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (peft); 0: full fine-tuning")
+    train_teacher.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train_teacher.add_argument("--steps", type=int, default=1500)
+    train_teacher.add_argument("--batch-size", type=int, default=16)
+    train_teacher.add_argument("--learning-rate", type=float, default=5e-4)
+    train_teacher.add_argument("--evaluate-every", type=int, default=250)
+    train_teacher.set_defaults(handler=_cmd_train_teacher)
+
     evaluate = subcommands.add_parser("eval", help="evaluate a model")
     eval_models = evaluate.add_subparsers(dest="model_kind", required=True)
     eval_lam = eval_models.add_parser(
@@ -326,6 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     eval_lam.add_argument("--model", default=str(_default_model(LAM_MODEL)), help="model file stem (default: shipped)")
     eval_lam.add_argument("--json", help="write the report here (and the code grid PNG beside it)")
     eval_lam.set_defaults(handler=_cmd_eval_lam)
+
+    eval_teacher = eval_models.add_parser(
+        "teacher", help="top-1 accuracy and NLL of the 12 future tokens beside majority / repeat / blank-image"
+    )
+    eval_teacher.add_argument("--data", required=True, help="a labelled dataset cache, or bags (labelled on the fly)")
+    eval_teacher.add_argument(
+        "--model", default=str(_default_model(TEACHER_MODEL)), help="teacher directory (default: shipped)"
+    )
+    eval_teacher.add_argument("--lam", default=str(_default_model(LAM_MODEL)), help="LAM that labels bags")
+    eval_teacher.add_argument("--limit", type=int, help="evaluate this many frames, evenly spread")
+    eval_teacher.add_argument("--json", help="write the report here")
+    eval_teacher.set_defaults(handler=_cmd_eval_teacher)
 
     label = subcommands.add_parser(
         "label", help="write latent-action tokens and 12-token future ego targets into a dataset cache"

@@ -32,6 +32,7 @@ class LatentLabels:
     future_frames: np.ndarray
     future_ego_tokens: np.ndarray
     step_s: float
+    step_frames: int  # camera frames per latent step: target k of frame f starts at f + k * step_frames
 
 
 def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
@@ -40,7 +41,8 @@ def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
     windows = windows_from_log(log, config)
     if len(windows) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return LatentLabels(empty, empty, empty, empty, np.zeros((0, config.horizon), np.int64), windows.step_s)
+        targets = np.zeros((0, config.horizon), np.int64)
+        return LatentLabels(empty, empty, empty, empty, targets, windows.step_s, config.step_frames)
     predictions = predict(model, windows)
     by_frame = np.full(len(log.samples["frame_stamps_ns"]), -1, dtype=np.int64)
     by_frame[windows.frame_t] = predictions.ego_tokens
@@ -55,6 +57,7 @@ def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
         future_frames=candidates[complete],
         future_ego_tokens=sequences[complete],
         step_s=windows.step_s,
+        step_frames=config.step_frames,
     )
 
 

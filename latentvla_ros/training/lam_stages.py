@@ -114,7 +114,13 @@ def _train_lam_stage(
     codebook = "env" if stage == 1 else "ego"
     report_keys = (*report_keys, f"{codebook}_codes_used", f"{codebook}_perplexity")
 
+    recalibration = _recalibration_batches(windows, training, runtime)
+
     def evaluate(step: int) -> dict:
+        # Measured as it will be used: with exact batch-norm statistics for these weights (the
+        # running averages lag weights that keep moving, ~1 std at step 200, and that alone
+        # can put most held-out windows on one code).
+        model.recalibrate_norm(recalibration, stage)
         report, _ = evaluate_lam(model, validation, limit=training.evaluation_windows, stage=stage)
         return {key: round(report[key], 4) if isinstance(report[key], float) else report[key] for key in report_keys}
 
@@ -133,7 +139,7 @@ def _train_lam_stage(
         out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
         start_step, resume, training.seed + stage - 1, check,
     )  # fmt: skip
-    model.recalibrate_norm(_recalibration_batches(windows, training, runtime), stage)
+    model.recalibrate_norm(recalibration, stage)
 
 
 def _recalibration_batches(windows, training: LamTrainingConfig, runtime) -> list[dict]:

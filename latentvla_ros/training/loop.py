@@ -94,11 +94,13 @@ def train_stage(
     resume_optimizer: Path | None = None,
     seed: int = 0,
     check: Callable[[int, dict], None] | None = None,
+    collate: Callable[[list], dict] | None = None,
 ) -> None:
     """Run ``schedule.steps`` optimizer steps of one stage (continuing at ``start_step``).
 
     Every ``evaluate_every`` steps: ``evaluate(step)`` adds held-out numbers to the metrics
-    log, then ``check(step, record)`` may stop training by raising."""
+    log, then ``check(step, record)`` may stop training by raising. ``collate`` turns a list
+    of dataset items into a batch (default: torch's stacking)."""
     trainable = {id(p) for p in parameters}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in trainable)
@@ -114,7 +116,11 @@ def train_stage(
         sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank, seed=seed)
     else:
         sampler = RandomSampler(dataset, replacement=True, num_samples=10**9, generator=generator)
-    loader = iter(DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler, drop_last=True, num_workers=0))
+
+    def batches(sampler) -> DataLoader:
+        return DataLoader(dataset, schedule.batch_size, sampler=sampler, drop_last=True, collate_fn=collate)
+
+    loader = iter(batches(sampler))
     started = time.perf_counter()
     progress = tqdm(total=schedule.steps, initial=start_step, desc=name, disable=not runtime.is_main, mininterval=5.0)
     epoch = 0
@@ -125,7 +131,7 @@ def train_stage(
         except StopIteration:  # DistributedSampler: one pass per epoch
             epoch += 1
             sampler.set_epoch(epoch)
-            loader = iter(DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler, drop_last=True))
+            loader = iter(batches(sampler))
             batch = next(loader)
         batch = {key: value.to(runtime.device) if torch.is_tensor(value) else value for key, value in batch.items()}
         for group in optimizer.param_groups:

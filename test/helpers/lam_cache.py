@@ -1,0 +1,45 @@
+"""A minimal dataset cache, as `latentvla dataset` writes it, for LAM tests."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames=60, constant=False) -> Path:
+    """A minimal dataset cache as `latentvla dataset` writes it (random frames; ``constant``:
+    every frame the same grey and no motion, data that can only give a one-code codebook)."""
+    log = root / "log_a"
+    log.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 255, size=(frames, *frame_shape, 3), dtype=np.uint8)
+    np.save(log / "frames.npy", np.full_like(pixels, 128) if constant else pixels)
+    stamps = np.arange(frames, dtype=np.int64) * period_ns
+    speed = 0.0 if constant else 10.0
+    poses = np.column_stack([np.arange(frames) * speed * period_ns * 1e-9, np.zeros(frames), np.zeros(frames)])
+    status = np.tile(np.array([speed, 0, 0, 0, 0], dtype=np.float32), (frames, 1))
+    np.savez(
+        log / "samples.npz",
+        frame_stamps_ns=stamps,
+        frame_poses=poses,
+        frame_ego_status=status,
+        frame_segment=np.zeros(frames, dtype=np.int32),
+        frame_perturbation=np.where(np.arange(frames) % 20 < 5, 1, -1).astype(np.int8),
+        perturbations=np.zeros((0, 3), dtype=np.int64),
+        frame_agents_in_view=rng.integers(0, 3, frames).astype(np.int16),
+        frame_nearest_agent=rng.normal(size=(frames, 4)).astype(np.float32),
+        stamps_ns=stamps[:1],
+    )
+    (log / "meta.json").write_text(json.dumps({"cache_version": 3, "frame_shape": [*frame_shape, 3], "samples": 1}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "cache_version": 3,
+                "logs": [
+                    {"name": "log_a", "split": "train", "samples": 1},
+                    {"name": "log_a", "split": "val", "samples": 1},
+                ],
+            }
+        )
+    )
+    return root
