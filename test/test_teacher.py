@@ -84,7 +84,7 @@ def test_changed_weights_are_refused(saved_teacher, tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="does not match .* refusing to load it"):
+    with pytest.raises(CheckpointError, match=r"does not match .* refusing to load it"):
         LatentActionTeacher.from_pretrained(copy)
     with pytest.raises(CheckpointError, match="not a model directory"):
         LatentActionTeacher.from_pretrained(tmp_path / "nowhere")
@@ -184,6 +184,7 @@ def test_train_teacher_without_labels_is_one_clear_error(tmp_path):
 def test_teacher_node_over_the_middleware(saved_teacher, rclpy_context):
     """Acceptance 3: a frame + odometry in; LatentActions out with 12 tokens, a 12 x 16
     distribution summing to 1 per step, stamped with the camera stamp; processing time too."""
+    import rclpy
     from latentvla_ros.msg import LatentActions as LatentActionsMsg
     from nav_msgs.msg import Odometry
     from rclpy.executors import SingleThreadedExecutor
