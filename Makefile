@@ -59,12 +59,13 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 	fi
 	touch $@
 
-# Reproduce the shipped latent action model (models/lam_v2.0.*): 12 simulated minutes of
-# varied expert drives (perturbation episodes, spread of speeds and traffic; seed 1) to
-# train on, 3 held-out minutes (seed 2) to watch training, and fresh drives of seeds
-# never used in training (5 and 6) for the shipped metrics.
+# Reproduce the shipped models: 12 simulated minutes of varied expert drives
+# (perturbation episodes, spread of speeds and traffic; seed 1) to train on, 3
+# held-out minutes (seed 2) to watch training, and fresh drives of seeds never used
+# in training (5 and 6) for the shipped metrics. Chain: LAM -> label -> teacher.
 TRAIN_DIR := out/train
 LAM := lam_v2.0
+TEACHER := teacher_v1.0
 train: setup
 	rm -rf $(TRAIN_DIR)
 	$(VENV)/bin/latentvla record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
@@ -79,6 +80,14 @@ train: setup
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.json models/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.png models/$(LAM)_codes.png
 	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
+	$(VENV)/bin/latentvla label --data $(TRAIN_DIR)/cache --model $(TRAIN_DIR)/lam/$(LAM)
+	$(VENV)/bin/latentvla train teacher --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/teacher
+	$(VENV)/bin/latentvla eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) --lam $(TRAIN_DIR)/lam/$(LAM) \
+		--data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
+	rm -rf models/$(TEACHER)
+	cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/
+	cp $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json models/
+	cp $(TRAIN_DIR)/teacher/metrics.jsonl models/$(TEACHER)_training_log.jsonl
 
 # What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.
 colcon-build: setup

@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_lam.add_argument("--out", required=True, help="output directory (weights, metrics, report)")
     train_lam.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train_lam.add_argument("--stage1-steps", type=int, default=1200)
-    train_lam.add_argument("--stage2-steps", type=int, default=1200)
+    train_lam.add_argument("--stage2-steps", type=int, default=2000)
     train_lam.add_argument("--batch-size", type=int, default=64)
     train_lam.add_argument("--evaluate-every", type=int, default=200, help="held-out progress check every N steps")
     train_lam.add_argument(

@@ -93,20 +93,24 @@ class LamPredictions:
     stages: dict[int, StageReconstruction] | None = None
 
 
-def _stage_predictions(model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor) -> torch.Tensor:
-    """Frame t+1 from ``stage``'s decoder fed ``codes`` (B, D) as that stage's action."""
-    frames = batch["frames"]
-    current = frames[:, -2]
+def _stage_predictions(
+    model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor, environment: torch.Tensor
+) -> torch.Tensor:
+    """Frame t+1 from ``stage``'s decoder fed ``codes`` (B, D) as that stage's action; stage 2
+    is also fed the (inferred) environment action ``environment`` (B, D)."""
+    current = batch["frames"][:, -2]
     if stage == 1:
         conditioning = model.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
         return model.stage1_decoder(current, current, torch.cat([codes, conditioning], dim=1))
-    environment = model.encode_environment(frames, batch["ego_motion"], batch["ego_state"]).embedding
     return model.stage2_decoder(current, current, model.stage2_action(environment, codes, batch))
 
 
-def _squared_error(model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor) -> float:
+def _squared_error(
+    model: LatentActionModel, batch: dict, stage: int, codes: torch.Tensor, environment: torch.Tensor
+) -> float:
     """Summed squared error of frame t+1 predicted by ``stage``'s decoder fed ``codes``."""
-    return float(((_stage_predictions(model, batch, stage, codes) - batch["frames"][:, -1]) ** 2).sum())
+    prediction = _stage_predictions(model, batch, stage, codes, environment)
+    return float(((prediction - batch["frames"][:, -1]) ** 2).sum())
 
 
 @torch.no_grad()
@@ -147,12 +151,14 @@ def predict(
             (2, output.ego, model.ego_codebook.codebook),
         ):
             totals = sums[stage_number]
-            totals["inferred"] += _squared_error(model, batch, stage_number, quantized.embedding)
+            environment_code = output.environment.embedding
+            totals["inferred"] += _squared_error(model, batch, stage_number, quantized.embedding, environment_code)
             permutation = torch.randperm(len(target), generator=generator).to(device)
-            totals["shuffled"] += _squared_error(model, batch, stage_number, quantized.embedding[permutation])
+            shuffled = quantized.embedding[permutation]
+            totals["shuffled"] += _squared_error(model, batch, stage_number, shuffled, environment_code)
             for code in range(size):
                 constant = codebook[code].expand(len(target), -1)
-                totals["constant"][code] += _squared_error(model, batch, stage_number, constant)
+                totals["constant"][code] += _squared_error(model, batch, stage_number, constant, environment_code)
     stages = None
     if baselines:
         stages = {

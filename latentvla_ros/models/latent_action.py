@@ -67,6 +67,10 @@ class LatentActionConfig:
     # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
     # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
     ego_decoder_speed: bool = True
+    # Stage 2: the decoder first warps frame t by a global shift and zoom computed from the
+    # actions, then adds its residual. At 64x32 a typical yaw over a step moves the image by
+    # about a pixel; without this prior the ego codes carried scene detail, not the motion.
+    ego_decoder_warp: bool = True
     # Next-frame MSE is ~1e-3 (small, smooth images): weighted so it, not the commitment term, leads.
     reconstruction_weight: float = 100.0
     difference_gain: float = 5.0  # frame differences are small; amplify them for the IDM
@@ -271,9 +275,14 @@ class ForwardDynamics(nn.Module):
     spends its capacity on what moves.
     """
 
-    def __init__(self, config: LatentActionConfig, action_dim: int):
+    def __init__(self, config: LatentActionConfig, action_dim: int, global_warp: bool = False):
         super().__init__()
         in_channels = 3
+        # (shift x, shift y, zoom) of frame t from the actions, in grid units; zero at start.
+        self.warp = nn.Linear(action_dim, 3) if global_warp else None
+        if self.warp is not None:
+            nn.init.zeros_(self.warp.weight)
+            nn.init.zeros_(self.warp.bias)
         widths = config.decoder_channels
         self.down = nn.ModuleList()
         self.film = nn.ModuleList()
@@ -307,7 +316,22 @@ class ForwardDynamics(nn.Module):
         nn.init.normal_(self.out.weight, std=1e-3)
         nn.init.zeros_(self.out.bias)
 
+    def warped(self, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Frame t shifted and zoomed as the actions say (identity without a warp)."""
+        if self.warp is None:
+            return current
+        shift_x, shift_y, zoom = self.warp(action).unbind(dim=1)
+        scale = torch.exp(-zoom)  # sampling a smaller area: the picture grows (moving forward)
+        zeros = torch.zeros_like(scale)
+        theta = torch.stack(
+            [torch.stack([scale, zeros, shift_x], dim=1), torch.stack([zeros, scale, shift_y], dim=1)], dim=1
+        )
+        grid = functional.affine_grid(theta, list(current.shape), align_corners=False)
+        return functional.grid_sample(current, grid, padding_mode="border", align_corners=False)
+
     def forward(self, context_frames: torch.Tensor, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        current = self.warped(current, action)
+        context_frames = current if self.warp is not None else context_frames
         skips = [context_frames]
         x = context_frames
         for down, film in zip(self.down, self.film, strict=True):
@@ -376,7 +400,9 @@ class LatentActionModel(nn.Module):
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
         self.speed_conditioning = nn.Sequential(nn.Linear(1, c), nn.GELU(), nn.Linear(c, c))
-        self.stage2_decoder = ForwardDynamics(config, 2 * d + (c if config.ego_decoder_speed else 0))
+        self.stage2_decoder = ForwardDynamics(
+            config, 2 * d + (c if config.ego_decoder_speed else 0), global_warp=config.ego_decoder_warp
+        )
 
     def frozen_environment_modules(self) -> tuple[nn.Module, ...]:
         return (

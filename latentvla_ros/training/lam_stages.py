@@ -50,7 +50,7 @@ ASPECT_TOLERANCE = 0.02
 @dataclass(frozen=True)
 class LamTrainingConfig:
     stage1_steps: int = 1200
-    stage2_steps: int = 1200
+    stage2_steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-3
     evaluate_every: int = 200

@@ -28,16 +28,22 @@ def write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames
         perturbations=np.zeros((0, 3), dtype=np.int64),
         frame_agents_in_view=rng.integers(0, 3, frames).astype(np.int16),
         frame_nearest_agent=rng.normal(size=(frames, 4)).astype(np.float32),
-        stamps_ns=stamps[:1],
+        # Samples as the dataset builder writes them: 4 history frames 0.5 s apart, a command each.
+        frame_indices=np.stack([np.arange(15, frames) + offset for offset in (-15, -10, -5, 0)], axis=1),
+        command=(np.arange(15, frames) // 10 % 4).astype(np.uint8),
+        stamps_ns=stamps[15:],
     )
-    (log / "meta.json").write_text(json.dumps({"cache_version": 3, "frame_shape": [*frame_shape, 3], "samples": 1}))
+    samples = frames - 15
+    (log / "meta.json").write_text(
+        json.dumps({"cache_version": 3, "frame_shape": [*frame_shape, 3], "samples": samples})
+    )
     (root / "dataset.json").write_text(
         json.dumps(
             {
                 "cache_version": 3,
                 "logs": [
-                    {"name": "log_a", "split": "train", "samples": 1},
-                    {"name": "log_a", "split": "val", "samples": 1},
+                    {"name": "log_a", "split": "train", "samples": samples},
+                    {"name": "log_a", "split": "val", "samples": samples},
                 ],
             }
         )
