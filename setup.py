@@ -7,6 +7,7 @@ cache built elsewhere:
     pip install .            # models, training, evaluation, `latentvla train|eval|label`
     pip install .[sim]       # + the driving world (highway-env)
     pip install .[bags]      # + rosbag2 containers (reading bags also needs rclpy: a ROS install)
+    pip install .[vlm]       # + the teacher VLM (transformers' Qwen2.5-VL, tokenizers, peft for LoRA)
 
     torchrun --nproc_per_node 4 -m latentvla_ros.cli train lam --data CACHE --out runs/lam
 
@@ -44,6 +45,8 @@ setup(
     extras_require={
         "sim": ["highway-env>=1.10", "gymnasium>=1.0"],
         "bags": ["rosbags>=0.10", "transforms3d>=0.4"],
+        # No torchvision: transformers imports it whenever present, and it pins its own torch.
+        "vlm": ["transformers>=5.0", "tokenizers>=0.21", "peft>=0.15", "pillow>=10"],
     },
     entry_points={"console_scripts": ["latentvla=latentvla_ros.cli:main"]},
 )

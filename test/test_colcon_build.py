@@ -33,6 +33,12 @@ def test_colcon_build_and_use_installed_package(tmp_path):
         MAKEFLAGS="-j2",
         COLCON_HOME=str(tmp_path / "colcon_home"),  # no user colcon defaults
     )
+    # setup.py (the pip path) sits beside package.xml: colcon must still build with CMake.
+    listed = subprocess.run(
+        [str(COLCON), "list"], cwd=workspace, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["latentvla_ros", "src/latentvla_ros", "(ros.ament_cmake)"], listed.stdout
     build = subprocess.run(
         [
             str(COLCON),

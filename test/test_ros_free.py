@@ -55,6 +55,11 @@ ROS_FREE_MODULES = (
     "latentvla_ros.training.loop",
     "latentvla_ros.training.lam_stages",
     "latentvla_ros.simulation.perturbation",
+    "latentvla_ros.core.camera_anchor",
+    "latentvla_ros.models.teacher.teacher_model",
+    "latentvla_ros.models.teacher.teacher_features",
+    "latentvla_ros.evaluation.teacher_evaluation",
+    "latentvla_ros.training.teacher_stage",
 )
 
 SITECUSTOMIZE = f"""

@@ -239,3 +239,26 @@ def test_teacher_node_over_the_middleware(saved_teacher, rclpy_context):
         executor.shutdown()
         node.destroy_node()
     assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.slow
+def test_lora_training_merges_into_a_loadable_teacher(tmp_path):
+    """LoRA (peft) on the attention projections, new token embeddings trained in full; the
+    result is merged and loads through the same path, with the same output contract."""
+    from latentvla_ros.models.latent_action_labelling import label_cache
+    from latentvla_ros.models.latent_action_loading import load_latent_action_model
+    from latentvla_ros.training.teacher_stage import TeacherTrainingConfig, train_teacher
+
+    cache = write_cache(tmp_path / "cache", frames=70)
+    lam = LatentActionModel(LatentActionConfig())
+    save_model(lam, lam.config.to_dict(), tmp_path / "lam", "latent_action_model", "2.0")
+    model, description = load_latent_action_model(tmp_path / "lam")
+    assert len(list(label_cache(model, description, cache))) == 2
+    training = TeacherTrainingConfig(steps=2, batch_size=2, evaluate_every=2, evaluation_frames=4, lora_rank=4)
+    report = train_teacher(cache, tmp_path / "run", TINY, training)
+    assert report["frames"] > 0 and len(report["teacher_top1_per_step"]) == 12
+    teacher = LatentActionTeacher.from_pretrained(tmp_path / "run" / "teacher_v1.0")
+    assert teacher.description["lora_rank"] == 4
+    assert not any("lora" in name for name, _ in teacher.model.named_parameters())  # merged
+    output = teacher.predict(_frames(1), np.array([1]), np.array([3.0]))
+    assert output.tokens.shape == (1, 12) and torch.allclose(output.probabilities.sum(-1), torch.ones(1, 12))
