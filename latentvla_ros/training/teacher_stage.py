@@ -34,10 +34,11 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 @dataclass(frozen=True)
 class TeacherTrainingConfig:
-    steps: int = 1500
+    # Held-out NLL is lowest around 500-600 steps and rises after (1.88 -> 2.55 at 1500): stop there.
+    steps: int = 600
     batch_size: int = 16
     learning_rate: float = 5e-4
-    evaluate_every: int = 250
+    evaluate_every: int = 200
     evaluation_frames: int = 256
     lora_rank: int = 0  # 0: full fine-tuning
     seed: int = 0

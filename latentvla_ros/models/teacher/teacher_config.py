@@ -67,7 +67,8 @@ class TeacherConfig:
     image_height: int = 56
     image_width: int = 112
     # Frames per input: the current one and those one latent step apart before it, each an
-    # image in the prompt (a single frame shows where the ego is, not how it moves).
+    # image in the prompt (a single frame shows where the ego is, not how it moves). Three
+    # frames (as the LAM sees for the step ending at t) measured no better: 0.220 vs 0.231.
     history_frames: int = 2
     horizon: int = 12
     codebook_size: int = 16
