@@ -124,14 +124,16 @@ def test_perturbation_commands_do_what_their_kind_says():
 
 @pytest.mark.slow
 def test_expert_recovers_from_perturbations():
-    """DART-style episodes: pushed off its plan, the expert returns to its lane within a few
-    seconds, without an at-fault collision or leaving the road."""
+    """DART-style episodes: pushed off its plan, the expert is back on a lane centre (its own, or
+    the next one if it chose to change lanes) within a few seconds, without an at-fault collision
+    or leaving the road."""
     world = DrivingWorld(ScenarioConfig("highway", seed=8))
     schedule = PerturbationSchedule(PerturbationConfig(mean_interval_s=5.0), np.random.default_rng(3))
     offsets = {}
 
     def on_step(world, record):
-        lane = world.episode.road.network.get_lane(world.ego.lane_index)
+        network = world.episode.road.network
+        lane = network.get_lane(network.get_closest_lane_index(world.ego.position, world.ego.heading))
         _, lateral = lane.local_coordinates(world.ego.position)
         offsets[record.ego.stamp_ns] = abs(float(lateral))
 
@@ -142,11 +144,10 @@ def test_expert_recovers_from_perturbations():
     stamps = np.array(sorted(offsets))
     for injection in lateral:
         during = stamps[(stamps >= injection.start_ns) & (stamps < injection.end_ns + 1_000_000_000)]
-        pushed = max(offsets[t] for t in during)
-        assert pushed > 0.2, injection  # it did push the ego off its lane centre
-        later = stamps[(stamps >= injection.end_ns + 4_000_000_000) & (stamps < injection.end_ns + 5_000_000_000)]
-        if len(later):  # recovered within 4 s (or a lane change took it to the next lane's centre)
-            assert min(offsets[t] for t in later) < 0.5, injection
+        assert max(offsets[t] for t in during) > 0.2, injection  # it did push the ego off the lane centre
+        later = stamps[(stamps >= injection.end_ns + 4_000_000_000) & (stamps < injection.end_ns + 8_000_000_000)]
+        if len(later):  # back on a lane centre within 4-8 s (a lane change takes 3.5 s)
+            assert min(offsets[t] for t in later) < 0.3, injection
 
 
 @pytest.mark.slow
