@@ -262,3 +262,24 @@ def test_lora_training_merges_into_a_loadable_teacher(tmp_path):
     assert not any("lora" in name for name, _ in teacher.model.named_parameters())  # merged
     output = teacher.predict(_frames(1), np.array([1]), np.array([3.0]))
     assert output.tokens.shape == (1, 12) and torch.allclose(output.probabilities.sum(-1), torch.ones(1, 12))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "message"),
+    [
+        ("rate_hz:=-1.0", "invalid parameter: rate_hz must be > 0, got -1.0"),
+        ("image_transport:=theora", "invalid parameter: image_transport must be raw or compressed, got 'theora'"),
+        ("model_path:=/nowhere", "invalid parameter: model_path '/nowhere': /nowhere: not a model directory"),
+    ],
+)
+def test_teacher_node_bad_parameters_are_one_line_and_exit_2(parameter, message):
+    result = subprocess.run(
+        [str(NODES / "teacher_node"), "--ros-args", "-p", parameter],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and message in output, output[-2000:]
+    assert "Traceback" not in output
