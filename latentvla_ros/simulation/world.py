@@ -68,7 +68,7 @@ class DrivingWorld:
         self.collisions: list[Collision] = []
         self.off_road_steps = 0
         self.steps = 0
-        self._ids: dict[int, int] = {}
+        self._next_id = 1
         self._previous_headings: dict[int, float] = {}
         self._crash_time_s: float | None = None
         self.episode: Episode
@@ -113,7 +113,15 @@ class DrivingWorld:
     # --- state in the ROS frame ------------------------------------------------------
 
     def vehicle_id(self, vehicle) -> int:
-        return self._ids.setdefault(id(vehicle), len(self._ids) + 1)
+        """A stable id per vehicle, kept on the vehicle itself: Python's id() is reused when
+        highway-env removes a vehicle and spawns another at the same address, which gave new
+        vehicles old ids (and colours) depending on the allocator, so recordings differed run to run."""
+        identity = getattr(vehicle, "_latentvla_id", None)
+        if identity is None:
+            identity = self._next_id
+            self._next_id += 1
+            vehicle._latentvla_id = identity
+        return identity
 
     def ego_state(self) -> EgoState:
         ego = self.ego
