@@ -26,7 +26,6 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from latentvla_ros.models.teacher.teacher_config import QWEN25_VL_3B, TeacherConfig
 from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
-from latentvla_ros.models.teacher.teacher_tokenizer import build_offline_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +34,12 @@ def paper_size_teacher() -> LatentActionTeacher:
     """The 3B architecture with random weights (no download), the small teacher's tokenizer and
     image processor (the sequence layout is the same)."""
     small = LatentActionTeacher.build_small(TeacherConfig())
-    tokenizer = build_offline_tokenizer([""], 300)
     config = Qwen2_5_VLConfig(**QWEN25_VL_3B)
     ids = small.tokenizer.convert_tokens_to_ids
     config.image_token_id = ids("<|image_pad|>")
     config.vision_start_token_id = ids("<|vision_start|>")
     config.vision_end_token_id = ids("<|vision_end|>")
     config.video_token_id = ids("<|video_pad|>")
-    del tokenizer
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     return LatentActionTeacher(model, small.tokenizer, small.image_processor, TeacherConfig())
 

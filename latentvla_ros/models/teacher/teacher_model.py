@@ -172,7 +172,6 @@ class LatentActionTeacher:
         self.description = description or {}
         self.tokenizer.padding_side = "left"  # every row's action tokens follow its prompt directly
         self.action_token_ids = torch.tensor(add_action_tokens(model, tokenizer, config.codebook_size))
-        self._code_of_token = {int(token): code for code, token in enumerate(self.action_token_ids)}
         self.image_token_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
 
     # --- making and loading ------------------------------------------------------------
