@@ -9,7 +9,7 @@ from pathlib import Path
 from latentvla_ros import __version__
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.errors import BagError
-from latentvla_ros.environment import ensure_ament_prefix
+from latentvla_ros.environment import SHIPPED_LAM, SHIPPED_TEACHER, ensure_ament_prefix, shipped_model
 
 
 def _cmd_info(_args: argparse.Namespace) -> int:
@@ -75,20 +75,6 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames))
         print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames))
     return 0
-
-
-LAM_MODEL = "lam_v2.0"
-TEACHER_MODEL = "teacher_v1.0"
-
-
-def _default_model(stem: str) -> Path:
-    """A shipped model: installed share/latentvla_ros/models, else the source tree's models/."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("latentvla_ros")) / "models" / stem
-    except (ImportError, LookupError, ValueError, OSError):
-        return Path(__file__).resolve().parents[1] / "models" / stem
 
 
 def _launch_file(name: str) -> Path:
@@ -403,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lam", help="reconstruction vs copy / best constant / shuffled, code use, AMI, probes, code grid"
     )
     eval_lam.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
-    eval_lam.add_argument("--model", default=str(_default_model(LAM_MODEL)), help="model file stem (default: shipped)")
+    eval_lam.add_argument("--model", default=str(shipped_model(SHIPPED_LAM)), help="model file stem (default: shipped)")
     eval_lam.add_argument("--json", help="write the report here (and the code grid PNG beside it)")
     eval_lam.set_defaults(handler=_cmd_eval_lam)
 
@@ -412,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eval_teacher.add_argument("--data", required=True, help="a labelled dataset cache, or bags (labelled on the fly)")
     eval_teacher.add_argument(
-        "--model", default=str(_default_model(TEACHER_MODEL)), help="teacher directory (default: shipped)"
+        "--model", default=str(shipped_model(SHIPPED_TEACHER)), help="teacher directory (default: shipped)"
     )
-    eval_teacher.add_argument("--lam", default=str(_default_model(LAM_MODEL)), help="LAM that labels bags")
+    eval_teacher.add_argument("--lam", default=str(shipped_model(SHIPPED_LAM)), help="LAM that labels bags")
     eval_teacher.add_argument("--limit", type=int, help="evaluate this many frames, evenly spread")
     eval_teacher.add_argument("--json", help="write the report here")
     eval_teacher.set_defaults(handler=_cmd_eval_teacher)
@@ -423,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         "label", help="write latent-action tokens and 12-token future ego targets into a dataset cache"
     )
     label.add_argument("--data", required=True, help="dataset cache (latentvla dataset ... --out)")
-    label.add_argument("--model", default=str(_default_model(LAM_MODEL)), help="LAM file stem (default: shipped)")
+    label.add_argument("--model", default=str(shipped_model(SHIPPED_LAM)), help="LAM file stem (default: shipped)")
     label.set_defaults(handler=_cmd_label)
 
     launch = subcommands.add_parser(

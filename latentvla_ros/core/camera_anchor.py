@@ -90,10 +90,6 @@ class CameraAnchor:
             self.counters.processed += 1
             return newest.stamp_ns, history, ego
 
-    def newest_stamp_ns(self) -> int | None:
-        with self._lock:
-            return self._frames[-1].stamp_ns if self._frames else None
-
     def _nearest_odometry(self, stamp_ns: int) -> EgoState | None:
         if not self._odometry:
             return None

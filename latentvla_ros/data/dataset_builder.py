@@ -246,14 +246,12 @@ def agents_in_view(
         count[index] = 0
         if not agents:
             continue
-        ego_x, ego_y, ego_yaw = frame_poses[index]
-        cos_yaw, sin_yaw = np.cos(ego_yaw), np.sin(ego_yaw)
-        world = np.array([[a.x_m - ego_x, a.y_m - ego_y, a.speed_mps * np.cos(a.yaw_rad),
-                           a.speed_mps * np.sin(a.yaw_rad)] for a in agents])  # fmt: skip
-        x = cos_yaw * world[:, 0] + sin_yaw * world[:, 1]
-        y = -sin_yaw * world[:, 0] + cos_yaw * world[:, 1]
-        vx = cos_yaw * world[:, 2] + sin_yaw * world[:, 3] - frame_status[index, 0]
-        vy = -sin_yaw * world[:, 2] + cos_yaw * world[:, 3] - frame_status[index, 1]
+        poses = np.array([[a.x_m, a.y_m, a.yaw_rad] for a in agents])
+        velocities = np.array([[a.speed_mps * np.cos(a.yaw_rad), a.speed_mps * np.sin(a.yaw_rad), 0.0] for a in agents])
+        x, y = relative_poses(frame_poses[index], poses)[:, :2].T
+        # Velocities only rotate: a pose transform about the origin with the ego's yaw.
+        velocity = relative_poses([0.0, 0.0, frame_poses[index, 2]], velocities)[:, :2] - frame_status[index, :2]
+        vx, vy = velocity.T
         visible = (x > 0.0) & (np.hypot(x, y) < config.agents_view_range_m)
         visible &= np.abs(np.arctan2(y, x)) < config.agents_view_half_angle_rad
         count[index] = int(visible.sum())

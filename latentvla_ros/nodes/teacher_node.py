@@ -23,6 +23,7 @@ from latentvla_ros.core.camera_anchor import CameraAnchor
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.core.latent_actions import LatentActions, LatentSource
 from latentvla_ros.core.validation import InputError
+from latentvla_ros.environment import SHIPPED_TEACHER, shipped_model
 from latentvla_ros.models.checkpoint import CheckpointError
 from latentvla_ros.msg import DrivingCommand as DrivingCommandMsg
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
@@ -39,16 +40,6 @@ from latentvla_ros.ros.qos import SENSOR_INPUT, STATE
 LATENT_STEP_S = 0.3  # one latent step: 3 camera frames at 10 Hz (the LAM's step)
 
 
-def default_teacher_path() -> str:
-    """The shipped teacher in the package's share directory (or the source tree's models/)."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return str(Path(get_package_share_directory("latentvla_ros")) / "models" / "teacher_v1.0")
-    except (ImportError, LookupError, ValueError, OSError):
-        return str(Path(__file__).resolve().parents[2] / "models" / "teacher_v1.0")
-
-
 class TeacherNode(Node):
     def __init__(self) -> None:
         super().__init__("teacher")
@@ -59,7 +50,7 @@ class TeacherNode(Node):
         self.declare_parameter("odometry_frame_id", "map")
         self.declare_parameter("base_frame_id", "base_link")
         self.declare_parameter("device", "cpu")
-        model_path = self.get_parameter("model_path").value or default_teacher_path()
+        model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_TEACHER))
         rate_hz = self.get_parameter("rate_hz").value
         transport = self.get_parameter("image_transport").value
         tolerance = self.get_parameter("odometry_tolerance_s").value

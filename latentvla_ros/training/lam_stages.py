@@ -116,7 +116,7 @@ def _train_lam_stage(
 
     recalibration = _recalibration_batches(windows, training, runtime)
 
-    def evaluate(step: int) -> dict:
+    def evaluate() -> dict:
         # Measured as it will be used: with exact batch-norm statistics for these weights (the
         # running averages lag weights that keep moving, ~1 std at step 200, and that alone
         # can put most held-out windows on one code).

@@ -88,7 +88,7 @@ def train_stage(
     runtime: Runtime,
     checkpoint_stem: Path,
     save_checkpoint: Callable[[Path, dict], None],
-    evaluate: Callable[[int], dict],
+    evaluate: Callable[[], dict],
     metrics: MetricsLog,
     start_step: int = 0,
     resume_optimizer: Path | None = None,
@@ -98,7 +98,7 @@ def train_stage(
 ) -> None:
     """Run ``schedule.steps`` optimizer steps of one stage (continuing at ``start_step``).
 
-    Every ``evaluate_every`` steps: ``evaluate(step)`` adds held-out numbers to the metrics
+    Every ``evaluate_every`` steps: ``evaluate()`` adds held-out numbers to the metrics
     log, then ``check(step, record)`` may stop training by raising. ``collate`` turns a list
     of dataset items into a batch (default: torch's stacking)."""
     trainable = {id(p) for p in parameters}
@@ -146,7 +146,7 @@ def train_stage(
             model.eval()
             record = {"stage": name, "step": step + 1, "elapsed_s": round(time.perf_counter() - started, 1)}
             record.update({key: round(float(value), 6) for key, value in terms.items()})
-            record.update(evaluate(step + 1))
+            record.update(evaluate())
             metrics.write(record)
             if check is not None:  # after writing: a failed check leaves its numbers in the log
                 check(step + 1, record)

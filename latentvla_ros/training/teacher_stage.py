@@ -133,7 +133,7 @@ def train_teacher(
             output = model(**batch)
             return output.loss, {"cross_entropy": output.loss.detach()}
 
-        def evaluate(step: int) -> dict:
+        def evaluate() -> dict:
             report = evaluate_teacher(teacher, validation, majority, limit=training.evaluation_frames, baselines=False)
             return {"val_top1": round(report["teacher_top1"], 4), "val_nll": round(report["teacher_nll"], 4)}
 
