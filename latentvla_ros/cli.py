@@ -1,4 +1,4 @@
-"""The ``latentvla`` command line: one subcommand per job (later issues add more)."""
+"""The ``latentvla`` command line: one subcommand per job (the student's and planner's in ``cli_planning``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from latentvla_ros import __version__
+from latentvla_ros.cli_planning import add_parsers as add_planning_parsers
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.errors import BagError
 from latentvla_ros.environment import SHIPPED_LAM, SHIPPED_TEACHER, ensure_ament_prefix, shipped_model
@@ -404,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_teacher.add_argument("--limit", type=int, help="evaluate this many frames, evenly spread")
     eval_teacher.add_argument("--json", help="write the report here")
     eval_teacher.set_defaults(handler=_cmd_eval_teacher)
+    add_planning_parsers(train_models, eval_models)  # student and planner
 
     label = subcommands.add_parser(
         "label", help="write latent-action tokens and 12-token future ego targets into a dataset cache"

@@ -17,6 +17,9 @@ def ensure_ament_prefix() -> None:
 # The shipped models (files in models/, installed to share/latentvla_ros/models).
 SHIPPED_LAM = "lam_v2.0"
 SHIPPED_TEACHER = "teacher_v1.0"
+SHIPPED_STUDENT = "student_v1.0"
+SHIPPED_PLANNER = "planner_v1.0"
+SHIPPED_NO_FUSION_PLANNER = "planner_nofusion_v1.0"
 
 
 def shipped_model(name: str) -> Path:

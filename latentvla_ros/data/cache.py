@@ -18,8 +18,9 @@ import numpy as np
 
 from latentvla_ros.data.errors import BagError
 
-# 2: per-frame poses, ego status and segments; 3: perturbation marks and the agents in view.
-CACHE_VERSION = 3
+# 2: per-frame poses, ego status and segments; 3: perturbation marks and the agents in view;
+# 4: live (causal) ego status for samples and frames, BEV rasters of simulated logs.
+CACHE_VERSION = 4
 LABELS_FILE = "latent_labels.npz"
 
 

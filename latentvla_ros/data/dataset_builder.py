@@ -6,7 +6,8 @@ enough continuous odometry around it, a sample holds:
 - the frame history: ``history_frames`` camera frames ``history_interval_s`` apart,
   the newest at the sample's stamp;
 - the ego status at the stamp (vx, vy, ax, ay, yaw rate; body frame; acceleration
-  differenced from odometry velocities) and the ego's past poses;
+  differenced from past odometry velocities only, as a node on the car sees it) and
+  the ego's past poses;
 - the driving command: the latest command message, or, if the bag has none,
   derived from where the odometry goes next (``derive_command``);
 - the future trajectory: ``future_poses`` poses ``future_interval_s`` apart in
@@ -51,6 +52,7 @@ class DatasetConfig:
     command_topic: str = topics.DRIVING_COMMAND  # optional in the bag
     perturbation_topic: str = topics.PERTURBATION  # optional: injected disturbances while logging
     agents_topic: str = topics.GROUND_TRUTH_AGENTS  # optional: other agents (simulation ground truth)
+    episode_topic: str = topics.EPISODE  # optional: the simulator's scenario (its road makes the BEV raster)
     odometry_frame_id: str = "map"
     odometry_child_frame_id: str = "base_link"
     frame_size: tuple[int, int] | None = None  # (width, height) to resize to; None keeps the bag's
@@ -67,6 +69,9 @@ class DatasetConfig:
     # "In the camera's view" for the agents' motion labels (evaluation only): ahead, within range and FOV.
     agents_view_range_m: float = 60.0
     agents_view_half_angle_rad: float = 0.8
+    # The planner's auxiliary BEV target (simulated logs only): bev_size_px cells of bev_resolution_m.
+    bev_size_px: int = 32
+    bev_resolution_m: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("history_frames", "future_poses", "sample_stride"):
@@ -152,11 +157,15 @@ def _read_log(bag: Path, config: DatasetConfig):
     if camera_topic not in available and config.camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
         camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
     wanted = [camera_topic, config.odometry_topic]
-    optional = [t for t in (config.command_topic, config.perturbation_topic, config.agents_topic) if t in available]
+    optional = [
+        t
+        for t in (config.command_topic, config.perturbation_topic, config.agents_topic, config.episode_topic)
+        if t in available
+    ]
     wanted += optional
     stamps, poses, velocities, yaw_rates = [], [], [], []
     frames, frame_stamps, commands = [], [], []
-    perturbations, agents_by_stamp = [], {}
+    perturbations, agents_by_stamp, scenario_names = [], {}, set()
     for item in read_messages(bag, wanted):
         try:
             if item.topic == config.odometry_topic:
@@ -189,6 +198,8 @@ def _read_log(bag: Path, config: DatasetConfig):
             elif item.topic == config.agents_topic:
                 agents = conversions.agents_from_msg(item.message, config.odometry_frame_id)
                 agents_by_stamp[conversions.time_to_ns(item.message.header.stamp)] = agents
+            elif item.topic == config.episode_topic:
+                scenario_names.add(json.loads(item.message.data)["scenario"]["name"])
             else:
                 commands.append((conversions.time_to_ns(item.message.header.stamp), int(item.message.command)))
         except InputError as error:
@@ -203,7 +214,9 @@ def _read_log(bag: Path, config: DatasetConfig):
         np.asarray(yaw_rates)[order],
     )
     track.split_segments(config.max_gap_s, config.teleport_margin_m)
-    extras = LogExtras(perturbations, agents_by_stamp if config.agents_topic in available else None)
+    # One road per log: a BEV raster only for a single-scenario simulated log with ground-truth agents.
+    scenario = scenario_names.pop() if len(scenario_names) == 1 else None
+    extras = LogExtras(perturbations, agents_by_stamp if config.agents_topic in available else None, scenario)
     return track, np.stack(frames), np.asarray(frame_stamps, dtype=np.int64), commands, camera_topic, extras
 
 
@@ -214,6 +227,7 @@ class LogExtras:
 
     perturbations: list
     agents_by_stamp: dict | None
+    scenario: str | None = None  # the simulator scenario whose road the log drove
 
 
 def perturbation_marks(perturbations: list, frame_stamps_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,11 +275,31 @@ def agents_in_view(
     return count, nearest
 
 
-def ego_status_at(track: OdometryTrack, stamps_ns: np.ndarray, half_window_s: float = 0.25) -> tuple[np.ndarray, ...]:
+def bev_rasters(extras: LogExtras, frame_stamps: np.ndarray, frame_poses: np.ndarray, config: DatasetConfig):
+    """(F, 3, S, S) uint8 BEV channels (drivable, markings, vehicles; ``simulation.bev``) per frame
+    of a simulated log: the scenario's road around the ego pose plus the ground-truth agents."""
+    from latentvla_ros.simulation.bev import BevConfig, BevRenderer  # highway-env: simulated logs only
+    from latentvla_ros.simulation.map_raster import rasterize_road
+    from latentvla_ros.simulation.scenarios import build_road_network
+
+    bev_config = BevConfig(size_px=config.bev_size_px, resolution_m=config.bev_resolution_m)
+    renderer = BevRenderer(bev_config, rasterize_road(build_road_network(extras.scenario)))
+    return np.stack(
+        [
+            renderer.render(pose, extras.agents_by_stamp.get(int(stamp), []))
+            for stamp, pose in zip(frame_stamps, frame_poses, strict=True)
+        ]
+    )
+
+
+def ego_status_at(
+    track: OdometryTrack, stamps_ns: np.ndarray, half_window_s: float = 0.25, causal: bool = False
+) -> tuple[np.ndarray, ...]:
     """Poses (N, 3), ego status (N, 5: vx, vy, ax, ay, yaw rate) and segment ids (N,) at ``stamps_ns``.
 
     Acceleration is the body-frame velocity change over [t - 0.25 s, t + 0.25 s],
     shortened to t itself at a segment's ends (odometry carries no acceleration).
+    ``causal``: over [t - 0.25 s, t] only, what a node on the car can know at t.
     """
     stamps_ns = np.asarray(stamps_ns, dtype=np.int64)
     poses, velocity, yaw_rate, segment = track.interpolate(stamps_ns)
@@ -273,7 +307,7 @@ def ego_status_at(track: OdometryTrack, stamps_ns: np.ndarray, half_window_s: fl
     before = track.interpolate(stamps_ns - offset)
     after = track.interpolate(stamps_ns + offset)
     use_before = before[3] == segment
-    use_after = after[3] == segment
+    use_after = (after[3] == segment) & (not causal)
     earlier_pose = np.where(use_before[:, None], before[0], poses)
     earlier_velocity = np.where(use_before[:, None], before[1], velocity)
     later_pose = np.where(use_after[:, None], after[0], poses)
@@ -303,6 +337,7 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
     """
     track, frames, frame_stamps, commands, camera_topic, extras = _read_log(bag, config)
     frame_poses, frame_status, frame_segment = ego_status_at(track, frame_stamps)
+    _, frame_status_live, _ = ego_status_at(track, frame_stamps, causal=True)
     frame_perturbation, perturbation_table = perturbation_marks(extras.perturbations, frame_stamps)
     if extras.agents_by_stamp is not None:
         frame_agents, frame_nearest_agent = agents_in_view(
@@ -346,7 +381,7 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
         origin = frame_poses[index]
         columns["frame_indices"].append(frame_index.astype(np.int32))
         columns["stamps_ns"].append(stamp)
-        columns["ego_status"].append(frame_status[index])
+        columns["ego_status"].append(frame_status_live[index])  # what the car knows at the stamp
         columns["history_poses"].append(relative_poses(origin, poses[: len(history_times)]))
         columns["trajectory"].append(relative_poses(origin, poses[len(history_times) :]))
         columns["command"].append(int(command))
@@ -372,7 +407,10 @@ def build_log_samples(bag: Path, config: DatasetConfig) -> tuple[np.ndarray, dic
         "perturbations": perturbation_table,
         "frame_agents_in_view": frame_agents,
         "frame_nearest_agent": frame_nearest_agent,
+        "frame_ego_status_live": frame_status_live.astype(np.float32),
     }
+    if extras.scenario is not None and extras.agents_by_stamp is not None:
+        arrays["frame_bev"] = bev_rasters(extras, frame_stamps, frame_poses, config)
     meta = {
         "cache_version": CACHE_VERSION,
         "bag": str(bag),

@@ -8,6 +8,7 @@ periodic checkpoints (safetensors + JSON, optimizer included) to resume from.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -65,6 +66,14 @@ class StageSchedule:
     warmup_steps: int = 50
     evaluate_every: int = 100
     checkpoint_every: int = 200
+    cosine_decay: bool = False  # after warm-up, decay the learning rate to 0 at the last step
+
+    def learning_rate_at(self, step: int) -> float:
+        warmup = min(1.0, (step + 1) / self.warmup_steps)
+        if not self.cosine_decay or step < self.warmup_steps:
+            return self.learning_rate * warmup
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class MetricsLog:
@@ -135,7 +144,7 @@ def train_stage(
             batch = next(loader)
         batch = {key: value.to(runtime.device) if torch.is_tensor(value) else value for key, value in batch.items()}
         for group in optimizer.param_groups:
-            group["lr"] = schedule.learning_rate * min(1.0, (step + 1) / schedule.warmup_steps)
+            group["lr"] = schedule.learning_rate_at(step)
         loss, terms = loss_fn(network, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentvla_ros.data.cache import CACHE_VERSION
+
 
 def write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames=60, constant=False) -> Path:
     """A minimal dataset cache as `latentvla dataset` writes it (random frames; ``constant``:
@@ -32,15 +34,22 @@ def write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames
         frame_indices=np.stack([np.arange(15, frames) + offset for offset in (-15, -10, -5, 0)], axis=1),
         command=(np.arange(15, frames) // 10 % 4).astype(np.uint8),
         stamps_ns=stamps[15:],
+        # What the planner reads: the live ego status and 8 future poses 0.5 s apart.
+        frame_ego_status_live=status,
+        ego_status=status[15:],
+        trajectory=np.tile(
+            np.column_stack([np.arange(1, 9) * 0.5 * speed, np.zeros(8), np.zeros(8)]), (frames - 15, 1, 1)
+        ),
+        frame_bev=rng.integers(0, 2, size=(frames, 3, 32, 32), dtype=np.uint8),
     )
     samples = frames - 15
     (log / "meta.json").write_text(
-        json.dumps({"cache_version": 3, "frame_shape": [*frame_shape, 3], "samples": samples})
+        json.dumps({"cache_version": CACHE_VERSION, "frame_shape": [*frame_shape, 3], "samples": samples})
     )
     (root / "dataset.json").write_text(
         json.dumps(
             {
-                "cache_version": 3,
+                "cache_version": CACHE_VERSION,
                 "logs": [
                     {"name": "log_a", "split": "train", "samples": samples},
                     {"name": "log_a", "split": "val", "samples": samples},

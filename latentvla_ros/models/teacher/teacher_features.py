@@ -60,6 +60,26 @@ def commands_by_frame(log: LogSamples) -> np.ndarray:
     return commands
 
 
+def teacher_inputs(
+    log: LogSamples, frames_t: np.ndarray, step_frames: int, config: TeacherConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the teacher reads at frames ``frames_t`` (N,): (N, history, h, w, 3) uint8 frames at
+    its input size (one latent step apart, oldest first; the log's first frame repeated
+    before it starts), (N,) driving commands, (N,) ego speeds."""
+    size = (config.image_width, config.image_height)
+    if len(frames_t) == 0:
+        shape = (0, config.history_frames, config.image_height, config.image_width, 3)
+        return np.zeros(shape, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    history = frames_t[:, None] + step_frames * np.arange(1 - config.history_frames, 1)[None, :]
+    history = np.clip(history, 0, None)
+    frames = np.stack(
+        [[cv2.resize(np.asarray(log.frames[f]), size, interpolation=cv2.INTER_AREA) for f in row] for row in history]
+    ).reshape(len(frames_t), config.history_frames, config.image_height, config.image_width, 3)
+    commands = commands_by_frame(log)[frames_t]
+    speeds = log.samples["frame_ego_status"][frames_t, 0].astype(np.float32)
+    return frames, commands, speeds
+
+
 def samples_from_log(log: LogSamples, config: TeacherConfig, log_number: int = 0) -> TeacherSamples:
     labels = log.labels
     if labels is None:
@@ -71,16 +91,11 @@ def samples_from_log(log: LogSamples, config: TeacherConfig, log_number: int = 0
     step = int(labels["step_frames"])
     previous = frames_t - step
     current = np.where(previous >= 0, by_frame[np.clip(previous, 0, None)], -1)
-    size = (config.image_width, config.image_height)
-    history = frames_t[:, None] + step * np.arange(1 - config.history_frames, 1)[None, :]
-    history = np.clip(history, 0, None)
-    frames = np.stack(
-        [[cv2.resize(np.asarray(log.frames[f]), size, interpolation=cv2.INTER_AREA) for f in row] for row in history]
-    )
+    frames, commands, speeds = teacher_inputs(log, frames_t, step, config)
     return TeacherSamples(
         frames=frames,
-        commands=commands_by_frame(log)[frames_t],
-        speeds_mps=log.samples["frame_ego_status"][frames_t, 0].astype(np.float32),
+        commands=commands,
+        speeds_mps=speeds,
         targets=targets.astype(np.int64),
         current_tokens=current,
         log=np.full(len(frames_t), log_number),

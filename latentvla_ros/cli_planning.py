@@ -1,0 +1,174 @@
+"""The ``latentvla`` subcommands of the student and the planner: ``train student``,
+``train planner [--no-fusion]``, ``eval student``, ``eval planner`` (wired in ``cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER, SHIPPED_STUDENT, SHIPPED_TEACHER, shipped_model
+
+HORIZON_COLUMNS = ("ade_1s", "fde_1s", "ade_2s", "fde_2s", "ade_4s", "fde_4s")
+
+
+def _write_teacher_outputs(teacher_path: Path, cache: Path) -> None:
+    from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
+    from latentvla_ros.models.teacher.teacher_targets import write_teacher_targets
+
+    teacher = LatentActionTeacher.from_pretrained(Path(teacher_path))
+    for name, frames, written in write_teacher_targets(teacher, cache):
+        print(f"teacher outputs {name:28s} {frames:6d} frames {'written' if written else '(current)'}")
+
+
+def _cmd_train_student(args: argparse.Namespace) -> int:
+    from latentvla_ros.training.student_stage import StudentTrainingConfig, train_student
+
+    _write_teacher_outputs(Path(args.teacher), Path(args.data))
+    training = StudentTrainingConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        lam_weight=args.lam_weight,
+        seed=args.seed,
+    )
+    report = train_student(Path(args.data), Path(args.out), training=training, resume=args.resume)
+    if report:
+        _print_student_report(report)
+    return 0
+
+
+def _print_student_report(report: dict) -> None:
+    print(f"{'predictor':18s} {'KL (nats/step)':>15s} {'top-1 agreement':>16s}")
+    print(f"{'student':18s} {report['student_kl']:15.3f} {report['student_top1_agreement']:16.3f}")
+    print(f"{'constant marginal':18s} {report['constant_kl']:15.3f} {report['constant_top1_agreement']:16.3f}")
+    print(
+        f"{report['frames']} held-out frames; embedding cosine: actions {report['action_embedding_cosine']:.3f}, "
+        f"visual {report['visual_embedding_cosine']:.3f}"
+    )
+
+
+def _cmd_train_planner(args: argparse.Namespace) -> int:
+    from latentvla_ros.models.planner import PlannerConfig
+    from latentvla_ros.training.planner_stage import PlannerTrainingConfig, train_planner
+
+    config = PlannerConfig(use_fusion=not args.no_fusion)
+    training = PlannerTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    student = None if args.no_fusion else Path(args.student)
+    report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
+    if report:
+        print("  ".join(f"{key} {report[key]:.3f}" for key in HORIZON_COLUMNS if key in report))
+    return 0
+
+
+def _cache_with_teacher(data: Path, scratch: str, teacher: Path | None) -> Path:
+    from latentvla_ros.cli import _cache_of
+
+    cache = _cache_of(data, scratch)
+    if teacher is not None:
+        _write_teacher_outputs(teacher, cache)
+    return cache
+
+
+def _cmd_eval_student(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from latentvla_ros.evaluation.student_evaluation import evaluate_student, teacher_marginal
+    from latentvla_ros.models.student import LatentActionStudent
+    from latentvla_ros.models.student_features import load_student_samples
+
+    student, description = LatentActionStudent.load(Path(args.student))
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher))
+        samples = load_student_samples(cache, student.config)
+    if "teacher_marginal" in description:
+        marginal = np.asarray(description["teacher_marginal"])
+    else:
+        marginal = teacher_marginal(samples.probabilities)  # of this data: flatters the baseline
+    report = evaluate_student(student, samples, marginal)
+    _print_student_report(report)
+    _write_json(args.json, {**report, "student_version": description["version"], "data": str(args.data)})
+    return 0
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2))
+        print(f"json: {path}")
+
+
+def _cmd_eval_planner(args: argparse.Namespace) -> int:
+    from latentvla_ros.evaluation.planner_evaluation import compare_planners
+    from latentvla_ros.models.planner import FusionPlanner, PlannerConfig
+    from latentvla_ros.models.planner_features import load_planner_samples
+    from latentvla_ros.models.student import LatentActionStudent
+
+    student, _ = LatentActionStudent.load(Path(args.student))
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher) if args.teacher else None)
+        paths = [*args.planner, *args.no_fusion_planner]
+        config = FusionPlanner.load(Path(paths[0]))[0].config if paths else PlannerConfig()
+        samples = load_planner_samples(cache, config, keep_perturbed=True)
+    rows = compare_planners(
+        samples, student, [Path(p) for p in args.planner], [Path(p) for p in args.no_fusion_planner]
+    )
+    print(f"{'planner':30s} " + " ".join(f"{column:>13s}" for column in HORIZON_COLUMNS))
+    for name, row in rows.items():
+        cells = [
+            f"{row[c]:6.2f}±{row[c + '_std']:<5.2f}" if row.get("seeds", 1) > 1 else f"{row[c]:13.2f}"
+            for c in HORIZON_COLUMNS
+        ]
+        print(f"{name:30s} " + " ".join(f"{cell:>13s}" for cell in cells))
+    print(f"{len(samples)} held-out samples (metres; mean±std over seeds where a planner has several)")
+    _write_json(args.json, {"data": str(args.data), "samples": len(samples), "planners": rows})
+    return 0
+
+
+def add_parsers(train_models, eval_models) -> None:
+    student = train_models.add_parser("student", help="distil the teacher into the student (KL + embeddings)")
+    student.add_argument("--data", required=True, help="dataset cache (teacher outputs are written into it first)")
+    student.add_argument("--out", required=True, help="output directory (student, metrics, report)")
+    student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)), help="teacher directory")
+    student.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    student.add_argument("--steps", type=int, default=3000)
+    student.add_argument("--batch-size", type=int, default=32)
+    student.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
+    student.add_argument("--lam-weight", type=float, default=0.1, help="cross-entropy on the LAM tokens; 0: off")
+    student.add_argument("--seed", type=int, default=0)
+    student.set_defaults(handler=_cmd_train_student)
+
+    planner = train_models.add_parser("planner", help="the fusion planner (or --no-fusion, the ablation)")
+    planner.add_argument("--data", required=True, help="dataset cache (latentvla dataset ... --out)")
+    planner.add_argument("--out", required=True, help="output directory (planner, metrics, report)")
+    planner.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)), help="student whose latents it fuses")
+    planner.add_argument("--no-fusion", action="store_true", help="the ablation: no latent-action fusion")
+    planner.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    planner.add_argument("--steps", type=int, default=3000)
+    planner.add_argument("--batch-size", type=int, default=32)
+    planner.add_argument("--seed", type=int, default=0)
+    planner.set_defaults(handler=_cmd_train_planner)
+
+    eval_student = eval_models.add_parser("student", help="student-teacher KL and top-1 agreement on held-out data")
+    eval_student.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
+    eval_student.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
+    eval_student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)))
+    eval_student.add_argument("--json", help="write the report here")
+    eval_student.set_defaults(handler=_cmd_eval_student)
+
+    eval_planner = eval_models.add_parser("planner", help="ADE/FDE at 1, 2, 4 s of every planner, one table")
+    eval_planner.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
+    eval_planner.add_argument(
+        "--planner", nargs="+", default=[str(shipped_model(SHIPPED_PLANNER))], help="fusion planner(s), e.g. seeds"
+    )
+    eval_planner.add_argument(
+        "--no-fusion-planner", nargs="*", default=[str(shipped_model(SHIPPED_NO_FUSION_PLANNER))],
+        help="no-fusion ablation(s)",
+    )  # fmt: skip
+    eval_planner.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
+    eval_planner.add_argument(
+        "--teacher", default=str(shipped_model(SHIPPED_TEACHER)), help="for the undistilled row; '' to skip it"
+    )
+    eval_planner.add_argument("--json", help="write the report here")
+    eval_planner.set_defaults(handler=_cmd_eval_planner)

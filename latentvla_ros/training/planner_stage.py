@@ -1,0 +1,186 @@
+"""Training the fusion planner (or its no-fusion ablation): ``latentvla train planner``.
+
+The fusion reads the *student's* latent actions during training, as it does on the car
+(the student is frozen and run once over the samples first); the teacher's outputs have
+the same shapes and meaning, so the trained planner also runs undistilled. Loss: L1 on
+the 8 future poses plus BCE on the BEV raster where a log has one. Held-out ADE/FDE go
+to ``metrics.jsonl``; checkpoints resume; ``torchrun``-ready through the shared loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
+from latentvla_ros.evaluation.student_evaluation import predict_student
+from latentvla_ros.models.checkpoint import CheckpointError, load_weights
+from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, planner_loss
+from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
+from latentvla_ros.models.student import LatentActionStudent
+from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+
+MODEL_VERSION = "1.0"
+CHECKPOINT = "planner_checkpoint"
+
+
+@dataclass(frozen=True)
+class PlannerTrainingConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    bev_weight: float = 0.1
+    evaluate_every: int = 500
+    seed: int = 0
+
+
+def planner_name(use_fusion: bool) -> str:
+    return f"planner_v{MODEL_VERSION}" if use_fusion else f"planner_nofusion_v{MODEL_VERSION}"
+
+
+def student_latents(student: LatentActionStudent | None, samples: PlannerSamples, config: PlannerConfig) -> dict | None:
+    """The frozen student's outputs for every sample (None without a student)."""
+    if student is None:
+        return None
+    if (student.config.image_height, student.config.image_width) != (config.image_height, config.image_width):
+        raise CheckpointError(
+            f"student input {student.config.image_height}x{student.config.image_width} differs from the planner's "
+            f"{config.image_height}x{config.image_width}: both read the same resized frames"
+        )
+    return predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
+
+
+class _Rows(Dataset):
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def collate_planner(samples: PlannerSamples, latents: dict | None):
+    def collate(rows: list[int]) -> dict:
+        rows = np.asarray(rows)
+        batch = {
+            "frames": torch.from_numpy(samples.images[samples.frame[rows]]),
+            "ego_status": torch.from_numpy(samples.ego_status[rows]),
+            "commands": torch.from_numpy(samples.commands[rows]),
+            "trajectories": torch.from_numpy(samples.trajectories[rows]),
+            "bev": torch.from_numpy(samples.bev[rows]),
+            "has_bev": torch.from_numpy(samples.has_bev[rows]),
+        }
+        if latents is not None:
+            for name, values in latents.items():
+                batch[f"latent_{name}"] = torch.from_numpy(np.ascontiguousarray(values[rows], dtype=np.float32))
+        return batch
+
+    return collate
+
+
+def latent_from_batch(batch: dict):
+    from latentvla_ros.models.planner import LatentInput
+
+    if "latent_probabilities" not in batch:
+        return None
+    return LatentInput(batch["latent_probabilities"], batch["latent_action_embeddings"], batch["latent_visual_embedding"])
+
+
+def train_planner(
+    data: Path,
+    out_dir: Path,
+    student_path: Path | None,
+    config: PlannerConfig | None = None,
+    training: PlannerTrainingConfig | None = None,
+    resume: bool = False,
+) -> dict:
+    """Train on the cache's train split, watch its val split; writes ``planner[_nofusion]_v1.0``."""
+    config = config or PlannerConfig()
+    training = training or PlannerTrainingConfig()
+    out_dir = Path(out_dir)
+    runtime = setup_runtime()
+    try:
+        torch.manual_seed(training.seed)
+        student = None
+        student_description: dict = {}
+        if config.use_fusion:
+            if student_path is None:
+                raise CheckpointError("the fusion planner trains on the student's latent actions: pass --student")
+            student, student_description = LatentActionStudent.load(student_path)
+            sizes = student.config  # the fusion reads what the student writes
+            config = replace(
+                config, horizon=sizes.horizon, codebook_size=sizes.codebook_size, latent_embedding_dim=sizes.embedding_dim
+            )
+        planner = FusionPlanner(config)
+        checkpoint = out_dir / CHECKPOINT
+        start_step, optimizer_state = 0, None
+        if resume and checkpoint.with_name(CHECKPOINT + ".json").is_file():
+            load_weights(planner, checkpoint)
+            saved = json.loads(checkpoint.with_name(CHECKPOINT + ".json").read_text())
+            start_step, optimizer_state = int(saved["step"]), checkpoint.with_name(CHECKPOINT + "_optimizer")
+        elif not resume and checkpoint.with_name(CHECKPOINT + ".json").exists():
+            raise CheckpointError(
+                f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
+            )
+        samples = load_planner_samples(data, config, "train")
+        validation = load_planner_samples(data, config, "val")
+        latents = student_latents(student, samples, config)
+        validation_latents = student_latents(student, validation, config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "training_config.json").write_text(
+            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
+        )
+        planner.to(runtime.device)
+
+        def loss(model, batch):
+            output = model(batch["frames"], batch["ego_status"], batch["commands"], latent_from_batch(batch))
+            return planner_loss(output, batch["trajectories"], batch["bev"], batch["has_bev"], training.bev_weight)
+
+        def evaluate() -> dict:
+            predicted = predict_planner(planner, validation, validation_latents)
+            errors = displacement_errors(predicted, validation.trajectories, config.interval_s)
+            return {"val_ade_4s": round(errors["ade_4s"], 4), "val_fde_4s": round(errors["fde_4s"], 4)}
+
+        def save_checkpoint(stem: Path, extra: dict) -> None:
+            planner.save(stem, MODEL_VERSION, extra)
+
+        schedule = StageSchedule(
+            training.steps,
+            training.batch_size,
+            training.learning_rate,
+            warmup_steps=100,
+            evaluate_every=training.evaluate_every,
+            checkpoint_every=training.evaluate_every,
+            cosine_decay=True,
+        )
+        train_stage(
+            "planner" if config.use_fusion else "planner_nofusion", planner, list(planner.parameters()), loss,
+            _Rows(len(samples)), schedule, runtime, checkpoint, save_checkpoint, evaluate,
+            MetricsLog(out_dir / "metrics.jsonl", runtime.is_main), start_step, optimizer_state, training.seed,
+            collate=collate_planner(samples, latents),
+        )  # fmt: skip
+        report = {}
+        if runtime.is_main:
+            predicted = predict_planner(planner, validation, validation_latents)
+            report = displacement_errors(predicted, validation.trajectories, config.interval_s)
+            extra = {
+                "metrics_val": report,
+                "training": asdict(training),
+                "seed": training.seed,
+                # The best constant output (a baseline in `latentvla eval planner`).
+                "mean_trajectory": samples.trajectories.mean(axis=0).round(4).tolist(),
+            }
+            if student is not None:
+                extra["student"] = {"version": student_description["version"], "sha256": student_description["sha256"]}
+            planner.save(out_dir / planner_name(config.use_fusion), MODEL_VERSION, extra)
+            (out_dir / "planner_eval.json").write_text(json.dumps(report, indent=2))
+    finally:
+        teardown_runtime()
+    return report

@@ -1,0 +1,246 @@
+"""The distilled student and the fusion planner: shapes, the distillation loss, the fusion
+switch, safetensors round trips with sha256, physical limits, the paper-size student, the
+perturbation filter, and the train/eval commands end to end on a tiny cache with a tiny
+real Qwen2.5-VL teacher."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.lam_cache import write_cache
+
+from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.core.trajectory import Trajectory
+from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
+from latentvla_ros.models.checkpoint import CheckpointError
+from latentvla_ros.models.planner import FusionPlanner, LatentInput, PlannerConfig, bev_cell_centres
+from latentvla_ros.models.planner_features import perturbed_future
+from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, StudentConfig, distillation_kl
+from latentvla_ros.models.teacher.teacher_config import TeacherConfig
+from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
+
+SMALL_STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
+SMALL_PLANNER = PlannerConfig(width=32, heads=2, image_layers=1, decoder_layers=1, latent_embedding_dim=24)
+BIN = Path(sys.executable).parent
+
+
+def _inputs(batch: int, history: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frames = torch.from_numpy(rng.integers(0, 255, size=(batch, history, 64, 128, 3), dtype=np.uint8))
+    status = torch.from_numpy(np.column_stack([rng.uniform(0, 35, batch), np.zeros((batch, 4))]).astype(np.float32))
+    commands = torch.from_numpy(rng.integers(0, len(DrivingCommand), batch))
+    return frames, status, commands
+
+
+def _latent(batch: int, seed: int = 0, embedding_dim: int = 24) -> LatentInput:
+    generator = torch.Generator().manual_seed(seed)
+    return LatentInput(
+        torch.softmax(torch.randn(batch, 12, 16, generator=generator), dim=-1),
+        torch.randn(batch, 12, embedding_dim, generator=generator),
+        torch.randn(batch, embedding_dim, generator=generator),
+    )
+
+
+def test_student_output_shapes_match_the_teacher_output():
+    student = LatentActionStudent(SMALL_STUDENT).eval()
+    frames, status, commands = _inputs(3)
+    with torch.no_grad():
+        output = student(frames, status, commands)
+    assert output.logits.shape == (3, 12, 16)
+    assert output.tokens.shape == (3, 12) and int(output.tokens.max()) < 16
+    torch.testing.assert_close(output.probabilities.sum(-1), torch.ones(3, 12))
+    assert output.action_embeddings.shape == (3, 12, 24)
+    assert output.visual_embedding.shape == (3, 24)
+
+
+def test_distillation_kl_is_zero_only_when_the_distributions_match():
+    logits = torch.randn(4, 12, 16)
+    for temperature in (1.0, 2.0):
+        assert float(distillation_kl(logits, torch.softmax(logits, -1), temperature)) == pytest.approx(0.0, abs=1e-5)
+    other = torch.softmax(torch.randn(4, 12, 16), -1)
+    assert float(distillation_kl(logits, other)) > 0.05
+
+
+def test_paper_size_student_has_about_fifty_million_parameters():
+    with torch.device("meta"):
+        student = LatentActionStudent(PAPER_STUDENT)
+    parameters = sum(p.numel() for p in student.parameters())
+    assert 40e6 < parameters < 60e6, parameters
+    with torch.device("meta"):
+        output = student(
+            torch.zeros(1, 2, PAPER_STUDENT.image_height, PAPER_STUDENT.image_width, 3, dtype=torch.uint8),
+            torch.zeros(1, 5),
+            torch.zeros(1, dtype=torch.long),
+        )
+    assert output.logits.shape == (1, 12, 16) and output.action_embeddings.shape == (1, 12, 128)
+
+
+def test_the_fusion_switch():
+    torch.manual_seed(0)
+    fusion = FusionPlanner(SMALL_PLANNER).eval()
+    ablation = FusionPlanner(replace(SMALL_PLANNER, use_fusion=False)).eval()
+    assert not any(name.startswith(("fusion", "latent")) for name, _ in ablation.named_parameters())
+    assert any(name.startswith("fusion_blocks") for name, _ in fusion.named_parameters())
+    frames, status, commands = _inputs(2)
+    current = frames[:, -1]
+    with torch.no_grad():
+        a = fusion(current, status, commands, _latent(2, seed=1)).poses
+        b = fusion(current, status, commands, _latent(2, seed=2)).poses
+        c = ablation(current, status, commands, _latent(2, seed=1)).poses
+        d = ablation(current, status, commands, None).poses
+    assert not torch.allclose(a, b), "the fusion planner must depend on the latent actions"
+    torch.testing.assert_close(c, d)  # the ablation ignores them
+    with pytest.raises(ValueError, match="needs latent actions"):
+        fusion(current, status, commands, None)
+
+
+def test_planner_outputs_stay_within_physical_limits_for_random_inputs():
+    config = SMALL_PLANNER
+    torch.manual_seed(3)
+    planner = FusionPlanner(config).eval()
+    for parameter in planner.trajectory_head.parameters():  # large raw outputs push every bound
+        torch.nn.init.normal_(parameter, std=3.0)
+    frames, status, commands = _inputs(16, seed=4)
+    status[:, 0] = torch.linspace(0.0, 39.0, 16)
+    with torch.no_grad():
+        output = planner(frames[:, -1], status, commands, _latent(16, seed=5))
+    assert output.poses.shape == (16, 8, 3) and torch.isfinite(output.poses).all()
+    speeds, acceleration, curvature = output.speeds, output.controls[..., 0], output.controls[..., 1]
+    assert float(speeds.min()) >= 0.0 and float(speeds.max()) <= config.max_speed_mps + 1e-4
+    assert float(acceleration.max()) <= config.max_acceleration_mps2 + 1e-5
+    assert float(acceleration.min()) >= -config.max_deceleration_mps2 - 1e-5
+    assert float(curvature.abs().max()) <= config.max_curvature_per_m + 1e-6
+    lateral = curvature * speeds**2
+    assert float(lateral.abs().max()) <= config.max_lateral_acceleration_mps2 + 1e-3
+    # The poses agree: no step longer than the speed limit allows.
+    step = torch.diff(torch.cat([torch.zeros(16, 1, 3), output.poses], dim=1)[..., :2], dim=1).norm(dim=-1)
+    assert float(step.max()) <= config.max_speed_mps * config.interval_s + 1e-3
+    # And the same through the project's trajectory kinematics (finite differences).
+    for row in range(16):
+        kinematics = Trajectory(output.poses[row].numpy().astype(np.float64)).kinematics(float(status[row, 0]))
+        assert np.all(kinematics.longitudinal_velocity_mps > -0.5)
+
+
+def test_bev_cells_follow_the_raster_layout():
+    """Row 0 is far ahead, column 0 is left: the same layout as simulation.bev rasters."""
+    centres = bev_cell_centres(PlannerConfig()).view(8, 8, 2)
+    assert float(centres[0, 0, 0]) > float(centres[-1, 0, 0])  # x decreases down the rows
+    assert float(centres[0, 0, 1]) > float(centres[0, -1, 1])  # y decreases to the right
+
+
+def test_student_and_planner_round_trip_through_safetensors_with_sha256(tmp_path):
+    torch.manual_seed(0)
+    student = LatentActionStudent(SMALL_STUDENT)
+    student.save(tmp_path / "student_v1.0", "1.0")
+    planner = FusionPlanner(SMALL_PLANNER)
+    planner.save(tmp_path / "planner_v1.0", "1.0")
+    loaded_student, description = LatentActionStudent.load(tmp_path / "student_v1.0")
+    loaded_planner, _ = FusionPlanner.load(tmp_path / "planner_v1.0")
+    assert description["kind"] == "student" and len(description["sha256"]) == 64
+    frames, status, commands = _inputs(2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            student.eval()(frames, status, commands).logits, loaded_student(frames, status, commands).logits
+        )
+        latent = _latent(2)
+        torch.testing.assert_close(
+            planner.eval()(frames[:, -1], status, commands, latent).poses,
+            loaded_planner(frames[:, -1], status, commands, latent).poses,
+        )
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.bin"))
+    weights = tmp_path / "planner_v1.0.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        FusionPlanner.load(tmp_path / "planner_v1.0")
+
+
+def test_samples_whose_future_holds_a_perturbation_are_left_out_but_recoveries_stay():
+    second = 1_000_000_000
+    stamps = np.arange(0, 20) * second
+    table = np.array([[1, 10 * second, 12 * second]])  # kind, start, end
+    perturbed = perturbed_future(stamps, table, horizon_s=4.0)
+    # Futures [t, t + 4 s) that overlap [10 s, 12 s): t = 7..11; from 12 s on, the recovery is kept.
+    assert np.flatnonzero(perturbed).tolist() == [7, 8, 9, 10, 11]
+    assert not perturbed_future(stamps, np.zeros((0, 3), np.int64), 4.0).any()
+
+
+def test_displacement_errors_by_hand():
+    target = np.zeros((1, 8, 3))
+    predicted = np.zeros((1, 8, 3))
+    predicted[0, :, 1] = np.arange(1, 9)  # 1 m more lateral error every 0.5 s
+    errors = displacement_errors(predicted, target)
+    assert errors["ade_1s"] == pytest.approx(1.5) and errors["fde_1s"] == pytest.approx(2.0)
+    assert errors["ade_4s"] == pytest.approx(4.5) and errors["fde_4s"] == pytest.approx(8.0)
+    summary = aggregate([{"ade_4s": 1.0}, {"ade_4s": 3.0}])
+    assert summary["ade_4s"] == 2.0 and summary["ade_4s_std"] == 1.0 and summary["seeds"] == 2
+
+
+def _run(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "latentvla"), *arguments], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+TINY_TEACHER = TeacherConfig(
+    image_height=28, image_width=56, text_hidden_size=24, text_layers=1, text_heads=2, text_kv_heads=1,
+    text_intermediate_size=48, vision_hidden_size=32, vision_layers=1, vision_heads=2, vision_intermediate_size=64,
+)  # fmt: skip
+
+
+def test_train_and_eval_student_and_planner_commands(tmp_path):
+    """The chain after the teacher, through the CLI: teacher outputs into the cache, the
+    student distilled, fusion and no-fusion planners trained, both evaluations' JSON."""
+    cache = write_cache(tmp_path / "cache", frames=80)
+    teacher = tmp_path / "teacher_v1.0"
+    LatentActionTeacher.build_small(TINY_TEACHER).save_pretrained(teacher, "1.0")
+    result = _run(
+        "train", "student", "--data", str(cache), "--out", str(tmp_path / "student"), "--teacher", str(teacher),
+        "--steps", "4", "--batch-size", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "teacher outputs log_a" in result.stdout and "constant marginal" in result.stdout
+    student = tmp_path / "student" / "student_v1.0"
+    described = json.loads(student.with_name("student_v1.0.json").read_text())
+    assert described["config"]["embedding_dim"] == 24  # follows the teacher's hidden size
+    for extra in ([], ["--no-fusion"]):
+        result = _run(
+            "train", "planner", "--data", str(cache), "--out", str(tmp_path / f"planner{len(extra)}"),
+            "--student", str(student), "--steps", "4", "--batch-size", "4", *extra,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "ade_4s" in result.stdout
+    result = _run(
+        "eval", "student", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
+        "--json", str(tmp_path / "student.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "student.json").read_text())
+    assert 0.0 <= report["student_top1_agreement"] <= 1.0 and report["student_kl"] >= 0.0
+    result = _run(
+        "eval", "planner", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
+        "--planner", str(tmp_path / "planner0" / "planner_v1.0"),
+        "--no-fusion-planner", str(tmp_path / "planner1" / "planner_nofusion_v1.0"),
+        "--json", str(tmp_path / "planner.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "planner.json").read_text())["planners"]
+    expected = {"constant_velocity", "constant_mean_trajectory", "latentvla_student", "latentvla_teacher",
+                "latentvla_shuffled_latents", "no_fusion"}  # fmt: skip
+    assert set(rows) == expected
+    # The test cache drives straight at 10 m/s: constant velocity is exact.
+    assert rows["constant_velocity"]["ade_4s"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["latentvla_student"]["ade_4s"] > 0.0
+
+
+def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):
+    cache = write_cache(tmp_path / "cache")
+    result = _run("train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--student", str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
