@@ -15,7 +15,7 @@ INSTALL_INPUTS := CMakeLists.txt package.xml $(wildcard cmake/*) $(wildcard msg/
 # The venv is also the ROS prefix: ament looks up packages and interfaces here.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 
-.PHONY: demo test train setup clean colcon-build
+.PHONY: demo test train train-planning setup clean colcon-build
 
 # The ROS 2 graph (simulator, planner, recorder) driving for a simulated minute;
 # writes out/demo/bag and out/demo/*.png.
@@ -62,32 +62,83 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 # Reproduce the shipped models: 12 simulated minutes of varied expert drives
 # (perturbation episodes, spread of speeds and traffic; seed 1) to train on, 3
 # held-out minutes (seed 2) to watch training, and fresh drives of seeds never used
-# in training (5 and 6) for the shipped metrics. Chain: LAM -> label -> teacher.
+# in training (5 and 6) for the shipped metrics. Chain: LAM -> label -> teacher ->
+# student -> planners (train-planning). Each stage's wall time: $(TRAIN_DIR)/stage_times.txt.
 TRAIN_DIR := out/train
 LAM := lam_v2.0
 TEACHER := teacher_v1.0
+STUDENT := student_v1.0
+PLANNER := planner_v1.0
+NO_FUSION := planner_nofusion_v1.0
+LATENTVLA := $(VENV)/bin/latentvla
+TIMED = /usr/bin/time -f "%e s  $(1)" -a -o $(TRAIN_DIR)/stage_times.txt
 train: setup
 	rm -rf $(TRAIN_DIR)
-	$(VENV)/bin/latentvla record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
-	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags
-	$(VENV)/bin/latentvla dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
-	$(VENV)/bin/latentvla train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam
-	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags
-	$(VENV)/bin/latentvla record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags
-	$(VENV)/bin/latentvla eval lam --model $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags \
+	mkdir -p $(TRAIN_DIR)
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags
+	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
+	$(call TIMED,train lam) $(LATENTVLA) train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags
+	$(call TIMED,eval lam) $(LATENTVLA) eval lam --model $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags \
 		--json $(TRAIN_DIR)/lam/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM).safetensors $(TRAIN_DIR)/lam/$(LAM).json $(TRAIN_DIR)/lam/$(LAM)_gloss.json models/
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.json models/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.png models/$(LAM)_codes.png
 	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
-	$(VENV)/bin/latentvla label --data $(TRAIN_DIR)/cache --model $(TRAIN_DIR)/lam/$(LAM)
-	$(VENV)/bin/latentvla train teacher --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/teacher
-	$(VENV)/bin/latentvla eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) --lam $(TRAIN_DIR)/lam/$(LAM) \
-		--data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
+	$(call TIMED,label) $(LATENTVLA) label --data $(TRAIN_DIR)/cache --model $(TRAIN_DIR)/lam/$(LAM)
+	$(call TIMED,train teacher) $(LATENTVLA) train teacher --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/teacher
+	$(call TIMED,eval teacher) $(LATENTVLA) eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) \
+		--lam $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
 	rm -rf models/$(TEACHER)
 	cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/
 	cp $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json models/
 	cp $(TRAIN_DIR)/teacher/metrics.jsonl models/$(TEACHER)_training_log.jsonl
+	$(MAKE) --no-print-directory train-planning TRAIN_DIR=$(TRAIN_DIR)
+	cat $(TRAIN_DIR)/stage_times.txt
+
+# The student and the planners from the LAM and teacher in models/ (after `make train`'s
+# first part, the ones it just trained). The student and planners learn from 24 more
+# simulated minutes (seeds 3 and 4) beside seed 1: distillation and the planner need
+# only odometry and the teacher's answers, and recording is cheap (~1 min per 12).
+# Three seeds each of the fusion planner and the no-fusion ablation; seed 0 ships.
+PLANNER_SEEDS := 0 1 2
+train-planning: setup
+	mkdir -p $(TRAIN_DIR)
+	test -d $(TRAIN_DIR)/train_bags || $(LATENTVLA) record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
+	test -d $(TRAIN_DIR)/heldout_bags || $(LATENTVLA) record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags
+	test -d $(TRAIN_DIR)/fresh_bags || ( $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags && \
+		$(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags )
+	rm -rf $(TRAIN_DIR)/drive_bags $(TRAIN_DIR)/drive_cache $(TRAIN_DIR)/fresh_cache $(TRAIN_DIR)/student $(TRAIN_DIR)/planner_*
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 3 --out $(TRAIN_DIR)/drive_bags
+	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 4 --out $(TRAIN_DIR)/drive_bags
+	cp -al $(TRAIN_DIR)/train_bags/. $(TRAIN_DIR)/drive_bags/
+	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
+	$(call TIMED,label) $(LATENTVLA) label --data $(TRAIN_DIR)/drive_cache --model models/$(LAM)
+	$(call TIMED,train student) $(LATENTVLA) train student --data $(TRAIN_DIR)/drive_cache \
+		--teacher models/$(TEACHER) --out $(TRAIN_DIR)/student
+	for seed in $(PLANNER_SEEDS); do \
+		$(call TIMED,train planner seed $$seed) $(LATENTVLA) train planner --data $(TRAIN_DIR)/drive_cache --seed $$seed \
+			--student $(TRAIN_DIR)/student/$(STUDENT) --out $(TRAIN_DIR)/planner_s$$seed || exit 1; \
+		$(call TIMED,train planner --no-fusion seed $$seed) $(LATENTVLA) train planner --data $(TRAIN_DIR)/drive_cache \
+			--seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed || exit 1; \
+	done
+	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
+	$(call TIMED,eval student) $(LATENTVLA) eval student --data $(TRAIN_DIR)/fresh_cache \
+		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher models/$(TEACHER) --json $(TRAIN_DIR)/$(STUDENT)_metrics.json
+	$(call TIMED,eval planner) $(LATENTVLA) eval planner --data $(TRAIN_DIR)/fresh_cache \
+		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher models/$(TEACHER) \
+		--planner $(foreach s,$(PLANNER_SEEDS),$(TRAIN_DIR)/planner_s$(s)/$(PLANNER)) \
+		--no-fusion-planner $(foreach s,$(PLANNER_SEEDS),$(TRAIN_DIR)/planner_nofusion_s$(s)/$(NO_FUSION)) \
+		--json $(TRAIN_DIR)/$(PLANNER)_metrics.json
+	cp $(TRAIN_DIR)/student/$(STUDENT).safetensors $(TRAIN_DIR)/student/$(STUDENT).json models/
+	cp $(TRAIN_DIR)/student/metrics.jsonl models/$(STUDENT)_training_log.jsonl
+	cp $(TRAIN_DIR)/$(STUDENT)_metrics.json $(TRAIN_DIR)/$(PLANNER)_metrics.json models/
+	cp $(TRAIN_DIR)/planner_s0/$(PLANNER).safetensors $(TRAIN_DIR)/planner_s0/$(PLANNER).json models/
+	cp $(TRAIN_DIR)/planner_s0/metrics.jsonl models/$(PLANNER)_training_log.jsonl
+	cp $(TRAIN_DIR)/planner_nofusion_s0/$(NO_FUSION).safetensors $(TRAIN_DIR)/planner_nofusion_s0/$(NO_FUSION).json models/
+	cat $(TRAIN_DIR)/stage_times.txt
 
 # What `colcon build` does in a ROS 2 Jazzy workspace, here against the pip ROS.
 colcon-build: setup

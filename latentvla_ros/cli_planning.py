@@ -8,7 +8,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER, SHIPPED_STUDENT, SHIPPED_TEACHER, shipped_model
+from latentvla_ros.environment import (
+    SHIPPED_NO_FUSION_PLANNER,
+    SHIPPED_PLANNER,
+    SHIPPED_STUDENT,
+    SHIPPED_TEACHER,
+    shipped_model,
+)
 
 HORIZON_COLUMNS = ("ade_1s", "fde_1s", "ade_2s", "fde_2s", "ade_4s", "fde_4s")
 
@@ -142,10 +148,12 @@ def add_parsers(train_models, eval_models) -> None:
     planner = train_models.add_parser("planner", help="the fusion planner (or --no-fusion, the ablation)")
     planner.add_argument("--data", required=True, help="dataset cache (latentvla dataset ... --out)")
     planner.add_argument("--out", required=True, help="output directory (planner, metrics, report)")
-    planner.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)), help="student whose latents it fuses")
+    planner.add_argument(
+        "--student", default=str(shipped_model(SHIPPED_STUDENT)), help="student whose latents it fuses"
+    )
     planner.add_argument("--no-fusion", action="store_true", help="the ablation: no latent-action fusion")
     planner.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    planner.add_argument("--steps", type=int, default=3000)
+    planner.add_argument("--steps", type=int, default=2000)
     planner.add_argument("--batch-size", type=int, default=32)
     planner.add_argument("--seed", type=int, default=0)
     planner.set_defaults(handler=_cmd_train_planner)

@@ -5,7 +5,6 @@ import pytest
 
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.core.se2 import absolute_poses
-from latentvla_ros.core.time_sync import ApproximateTimeMatcher
 from latentvla_ros.simulation.agents import AgentState, predict_constant_turn_rate
 from latentvla_ros.simulation.bev import BevConfig, BevRenderer
 from latentvla_ros.simulation.camera import VEHICLE_PALETTE_RGB, CameraConfig, CameraRenderer
@@ -257,17 +256,3 @@ def test_bev_is_ego_centred(intersection_raster):
     assert channels[2, row, column] == 0
     left_column, left_row = np.round(config.ego_to_pixels(np.array([0.0, 25.0]))).astype(int)
     assert channels[0, left_row, left_column] == 0  # 25 m to the left is grass
-
-
-def test_approximate_time_matcher_pairs_within_slop_and_drops_older():
-    matched = []
-    matcher = ApproximateTimeMatcher(2, queue_size=5, slop_s=0.02)
-    matcher.register_callback(lambda a, b: matched.append((a, b)))
-    matcher.add(0, 1_000_000_000, "odom@1.00")
-    matcher.add(1, 1_050_000_000, "agents@1.05")  # 50 ms apart: no match
-    assert matched == []
-    matcher.add(0, 1_060_000_000, "odom@1.06")
-    assert matched == [("odom@1.06", "agents@1.05")]
-    assert matcher.queues == [{}, {}]  # used messages and older ones are gone
-    with pytest.raises(ValueError):
-        ApproximateTimeMatcher(0, 1, 0.1)

@@ -241,6 +241,8 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
 
 def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):
     cache = write_cache(tmp_path / "cache")
-    result = _run("train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--student", str(tmp_path / "none"))
+    result = _run(
+        "train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--student", str(tmp_path / "none")
+    )
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr

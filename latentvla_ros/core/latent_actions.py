@@ -24,7 +24,8 @@ class LatentSource(IntEnum):
 @dataclass(frozen=True)
 class LatentActions:
     """``tokens`` (H,) code ids, ``probabilities`` (H, K) per-step distributions,
-    optional ``embedding`` (H, D), for the camera frame stamped ``stamp_ns``."""
+    optional ``embedding`` (H, D) and ``visual_embedding`` (D,) (what the planner's fusion
+    attends to), for the camera frame stamped ``stamp_ns``."""
 
     stamp_ns: int
     source: LatentSource
@@ -34,6 +35,7 @@ class LatentActions:
     model_version: str
     embedding: np.ndarray | None = None
     frame_id: str = "camera"
+    visual_embedding: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         probabilities = require_finite("LatentActions.probabilities", self.probabilities).astype(np.float32)
@@ -60,6 +62,11 @@ class LatentActions:
             embedding = require_finite("LatentActions.embedding", self.embedding).astype(np.float32)
             require_shape("LatentActions.embedding", embedding, (horizon, None))
             object.__setattr__(self, "embedding", embedding)
+        if self.visual_embedding is not None:
+            visual = require_finite("LatentActions.visual_embedding", self.visual_embedding).astype(np.float32)
+            width = self.embedding.shape[1] if self.embedding is not None else None
+            require_shape("LatentActions.visual_embedding", visual, (width,))
+            object.__setattr__(self, "visual_embedding", visual)
         object.__setattr__(self, "tokens", tokens.astype(np.int64))
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "source", LatentSource(self.source))

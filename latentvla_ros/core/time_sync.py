@@ -1,10 +1,23 @@
 """Approximate time synchronization of several message streams (ROS-free).
 
-The policy of ROS's ``message_filters.ApproximateTimeSynchronizer``: every
-stream keeps its newest ``queue_size`` messages by stamp; when a message
-arrives, the first combination (closest stamps first) that takes one message
-from every stream with all stamps within ``slop`` is emitted, and the used
-messages and everything older are dropped from their queues.
+The exact policy of ``message_filters.ApproximateTimeSynchronizer`` (ROS 2 Jazzy,
+``src/message_filters/__init__.py`` in ros2/message_filters), so the stand-in emits the
+same tuples as the real package:
+
+1. the new message goes into its stream's queue, keyed by stamp (a repeated stamp
+   replaces the earlier message); while the queue holds more than ``queue_size``
+   messages the *oldest stamp* is dropped — possibly the message that just arrived;
+2. in every *other* queue the stamps within ``slop`` of the new stamp (|difference| <=
+   slop) are the candidates, nearest first (ties in arrival order); a queue without
+   one ends the attempt;
+3. the combinations are tried in ``itertools.product`` order of those lists, the new
+   stamp in its stream's place; the first whose spread (newest - oldest) is *strictly*
+   smaller than the slop and whose messages are all still queued is emitted;
+4. only the emitted messages leave their queues (older unmatched ones stay).
+
+The slop is truncated to integer nanoseconds as ``rclpy.duration.Duration(seconds=...)``
+does. Callbacks run under the matcher's lock, as message_filters runs them: keep them
+short (store, signal, return) and do the work elsewhere.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ class ApproximateTimeMatcher:
             )
         self.queues: list[dict[int, object]] = [{} for _ in range(stream_count)]
         self.queue_size = queue_size
-        self.slop_ns = round(slop_s * 1e9)
+        self.slop_ns = int(slop_s * 1_000_000_000)  # rclpy Duration(seconds=...) truncates
         self.callbacks: list[Callable[..., None]] = []
         self._lock = threading.Lock()
 
@@ -40,20 +53,18 @@ class ApproximateTimeMatcher:
             candidates = []
             for index, other in enumerate(self.queues):
                 if index == stream_index:
-                    candidates.append([stamp_ns])
                     continue
-                near = sorted((s for s in other if abs(s - stamp_ns) <= self.slop_ns), key=lambda s: abs(s - stamp_ns))
+                near = [s for s in other if abs(s - stamp_ns) <= self.slop_ns]
                 if not near:
                     return
-                candidates.append(near)
-            for stamps in itertools.product(*candidates):
-                if max(stamps) - min(stamps) <= self.slop_ns:
-                    matched = [self.queues[i][s] for i, s in enumerate(stamps)]
-                    for i, s in enumerate(stamps):
-                        for older in [t for t in self.queues[i] if t <= s]:
-                            del self.queues[i][older]
-                    break
-            else:
+                candidates.append(sorted(near, key=lambda s: abs(s - stamp_ns)))  # stable: arrival order on ties
+            for others in itertools.product(*candidates):
+                stamps = [*others[:stream_index], stamp_ns, *others[stream_index:]]
+                if max(stamps) - min(stamps) >= self.slop_ns:
+                    continue
+                if any(s not in q for q, s in zip(self.queues, stamps, strict=True)):
+                    continue  # e.g. the new message itself was the oldest and left its full queue
+                matched = [q.pop(s) for q, s in zip(self.queues, stamps, strict=True)]
+                for callback in self.callbacks:
+                    callback(*matched)
                 return
-        for callback in self.callbacks:
-            callback(*matched)

@@ -31,7 +31,9 @@ def predict_planner(
             latent = None
             if planner.config.use_fusion:
                 latent = latent_input_from_arrays(
-                    latents["probabilities"][rows], latents["action_embeddings"][rows], latents["visual_embedding"][rows]
+                    latents["probabilities"][rows],
+                    latents["action_embeddings"][rows],
+                    latents["visual_embedding"][rows],
                 )
             output = planner(
                 torch.from_numpy(samples.images[samples.frame[rows]]),
@@ -47,7 +49,9 @@ def constant_velocity_poses(samples: PlannerSamples, num_poses: int = 8, interva
     """(N, 8, 3) NAVSIM's constant-velocity baseline from the live ego status."""
     return np.stack(
         [
-            Trajectory.constant_velocity(float(np.hypot(s[0], s[1])), float(s[4]), num_poses, interval_s).poses_ego_frame
+            Trajectory.constant_velocity(
+                float(np.hypot(s[0], s[1])), float(s[4]), num_poses, interval_s
+            ).poses_ego_frame
             for s in samples.ego_status
         ]
     )
@@ -58,7 +62,7 @@ def displacement_errors(predicted: np.ndarray, target: np.ndarray, interval_s: f
     distance = np.linalg.norm(predicted[..., :2] - target[..., :2], axis=-1)
     report = {}
     for horizon in HORIZONS_S:
-        poses = int(round(horizon / interval_s))
+        poses = round(horizon / interval_s)
         if poses > distance.shape[1]:
             continue
         report[f"ade_{horizon:g}s"] = float(distance[:, :poses].mean())
@@ -94,7 +98,9 @@ def compare_planners(samples: PlannerSamples, student, fusion_paths: list, no_fu
     no_fusion = [FusionPlanner.load(path)[0] for path in no_fusion_paths]
     mean_trajectory = next((d["mean_trajectory"] for _, d in fusion if "mean_trajectory" in d), None)
     if mean_trajectory is not None:
-        rows["constant_mean_trajectory"] = errors(np.broadcast_to(np.asarray(mean_trajectory), samples.trajectories.shape))
+        rows["constant_mean_trajectory"] = errors(
+            np.broadcast_to(np.asarray(mean_trajectory), samples.trajectories.shape)
+        )
     if fusion:
         latents = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
         rows["latentvla_student"] = aggregate([errors(predict_planner(p, samples, latents)) for p, _ in fusion])

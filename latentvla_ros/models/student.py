@@ -147,7 +147,9 @@ class LatentActionStudent(nn.Module):
         self.encoder = ConvEncoder(3 * config.history_frames, config.encoder_channels, config.blocks_per_stage)
         self.image_projection = nn.Linear(config.encoder_channels[-1], config.width)
         self.image_position = nn.Parameter(torch.zeros(1, config.image_tokens, config.width))
-        self.ego_token = nn.Sequential(nn.Linear(EGO_STATUS_SIZE, config.width), nn.GELU(), nn.Linear(config.width, config.width))
+        self.ego_token = nn.Sequential(
+            nn.Linear(EGO_STATUS_SIZE, config.width), nn.GELU(), nn.Linear(config.width, config.width)
+        )
         self.command_token = nn.Embedding(len(DrivingCommand), config.width)
         self.action_slots = nn.Parameter(torch.zeros(1, config.horizon, config.width))
         layer = nn.TransformerEncoderLayer(

@@ -120,8 +120,14 @@ def load_student_samples(cache_dir: Path, config: StudentConfig, split: str | No
         **{
             name: np.concatenate([getattr(p, name) for p in parts])
             for name in (
-                "history", "ego_status", "commands", "probabilities", "action_embeddings", "visual_embedding",
-                "lam_targets", "log",
+                "history",
+                "ego_status",
+                "commands",
+                "probabilities",
+                "action_embeddings",
+                "visual_embedding",
+                "lam_targets",
+                "log",
             )
-        },  # fmt: skip
+        },
     )

@@ -141,6 +141,7 @@ class TeacherNode(Node):
             step_period_s=LATENT_STEP_S,
             model_version=self.teacher.version,
             embedding=output.action_embeddings[0].numpy(),
+            visual_embedding=output.visual_embedding[0].numpy(),
         )
         self.publisher.publish(conversions.latent_actions_to_msg(actions))
         self.processing_time.stop()

@@ -263,6 +263,8 @@ def latent_actions_to_msg(latent_actions: LatentActions) -> LatentActionsMsg:
     if latent_actions.embedding is not None:
         message.embedding_dim = int(latent_actions.embedding.shape[1])
         message.embedding = latent_actions.embedding.reshape(-1).tolist()
+    if latent_actions.visual_embedding is not None:
+        message.visual_embedding = latent_actions.visual_embedding.tolist()
     return message
 
 
@@ -289,6 +291,14 @@ def latent_actions_from_msg(message: LatentActionsMsg) -> LatentActions:
                 len(message.embedding),
             )
         embedding = np.asarray(message.embedding, dtype=np.float32).reshape(horizon, embedding_dim)
+    visual = None
+    if len(message.visual_embedding) > 0:
+        if embedding is None or len(message.visual_embedding) != embedding.shape[1]:
+            raise InputError(
+                "LatentActions.visual_embedding", "embedding_dim values beside the per-step embedding",
+                len(message.visual_embedding),
+            )  # fmt: skip
+        visual = np.asarray(message.visual_embedding, dtype=np.float32)
     return LatentActions(
         stamp_ns=time_to_ns(message.header.stamp),
         source=LatentSource(message.source),
@@ -298,6 +308,7 @@ def latent_actions_from_msg(message: LatentActionsMsg) -> LatentActions:
         model_version=message.model_version,
         embedding=embedding,
         frame_id=message.header.frame_id,
+        visual_embedding=visual,
     )
 
 

@@ -55,7 +55,9 @@ class _Rows(Dataset):
 
 def collate_rows(samples: StudentSamples):
     def collate(rows: list[int]) -> dict:
-        return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in samples.batch(np.asarray(rows)).items()}
+        return {
+            key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in samples.batch(np.asarray(rows)).items()
+        }
 
     return collate
 
@@ -99,7 +101,9 @@ def train_student(
         validation = load_student_samples(data, config, "val")
         # The teacher sets the output sizes: its horizon, codebook and hidden size.
         _, horizon, codes = samples.probabilities.shape
-        config = replace(config, horizon=horizon, codebook_size=codes, embedding_dim=samples.action_embeddings.shape[-1])
+        config = replace(
+            config, horizon=horizon, codebook_size=codes, embedding_dim=samples.action_embeddings.shape[-1]
+        )
         student = LatentActionStudent(config)
         start_step, optimizer_state = 0, None
         if resume and checkpoint.with_name(CHECKPOINT + ".json").is_file():
