@@ -98,11 +98,11 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The ROS 2 graph driving in the simulator, recorded, then pictured."""
+    """The ROS 2 graph driving in the simulator, recorded, then summarized and pictured."""
     import shutil
 
-    from latentvla_ros.data.bag_io import bag_topics
-    from latentvla_ros.data.preview import render_bag_preview, render_drive_overview
+    from latentvla_ros.data.drive_report import drive_report, render_drive, write_report_json
+    from latentvla_ros.data.preview import render_bag_preview
     from latentvla_ros.ros.launch_yaml import plan_launch, run_launch
 
     out_dir = Path(args.out)
@@ -115,16 +115,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "duration_s": str(args.duration),
         "bag_path": str(bag),
     }
-    print(f"demo: {args.scenario}, {args.duration:.0f} simulated seconds, simulator + expert planner + recorder")
-    status = run_launch(plan_launch(_launch_file("demo.launch.yaml"), overrides))
+    if args.planner == "latentvla":
+        launch_file, graph = "sim.launch.yaml", "simulator + student + planner (shipped models) + recorder"
+    else:
+        launch_file, graph = "demo.launch.yaml", "simulator + privileged expert planner + recorder"
+    print(f"demo: {args.scenario}, {args.duration:.0f} simulated seconds, {graph}")
+    status = run_launch(plan_launch(_launch_file(launch_file), overrides))
     if status != 0 or not bag.is_dir():
         print("demo: the ROS graph did not finish cleanly; see the log above", file=sys.stderr)
         return status or 1
-    print(f"{'topic':48s} {'type':40s} {'messages':>8s}")
-    for topic, (kind, count) in sorted(bag_topics(bag).items()):
-        print(f"{topic:48s} {kind:40s} {count:8d}")
+    report = drive_report(bag)
+    summary = report.summary()
+    completion = summary["route_completion_mean"]
+    print(
+        f"drove {summary['simulated_s']:.0f} s in {summary['episodes']} episode(s): route completion "
+        f"{'n/a' if completion is None else f'{100 * completion:.0f} %'}, collisions {summary['collisions']} "
+        f"({summary['at_fault_collisions']} at fault), off-road steps {summary['off_road_steps']}"
+    )
+    print(f"plans by mode: {summary['plans_by_mode']}")
+    if summary["pipeline_latency_ms_p50"] is not None:
+        print(
+            f"pipeline latency (camera stamp -> trajectory): p50 {summary['pipeline_latency_ms_p50']:.1f} ms, "
+            f"p99 {summary['pipeline_latency_ms_p99']:.1f} ms"
+        )
     print(f"bag:      {bag}")
-    print(f"overview: {render_drive_overview(bag, out_dir / 'demo_overview.png')}")
+    print(f"report:   {write_report_json(report, out_dir / 'demo_report.json')}")
+    print(f"drive:    {render_drive(bag, out_dir / 'demo_drive.png')}")
     print(f"preview:  {render_bag_preview(bag, out_dir / 'demo_preview.png')}")
     return 0
 
@@ -426,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--duration", type=float, default=60.0, help="simulated seconds")
     demo.add_argument("--out", default="out/demo")
+    demo.add_argument(
+        "--planner", choices=("latentvla", "expert"), default="latentvla",
+        help="latentvla: the student + fusion planner with the shipped models; expert: the privileged expert",
+    )  # fmt: skip
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

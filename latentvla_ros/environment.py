@@ -22,12 +22,17 @@ SHIPPED_PLANNER = "planner_v1.0"
 SHIPPED_NO_FUSION_PLANNER = "planner_nofusion_v1.0"
 
 
-def shipped_model(name: str) -> Path:
-    """A shipped model (file stem or directory): installed share/latentvla_ros/models, else the
-    source tree's models/."""
+def package_file(relative: str) -> Path:
+    """A file this package installs (models/, config/, launch/, rviz/): installed
+    share/latentvla_ros, else the source tree."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return Path(get_package_share_directory("latentvla_ros")) / "models" / name
+        return Path(get_package_share_directory("latentvla_ros")) / relative
     except (ImportError, LookupError, ValueError, OSError):
-        return Path(__file__).resolve().parents[1] / "models" / name
+        return Path(__file__).resolve().parents[1] / relative
+
+
+def shipped_model(name: str) -> Path:
+    """A shipped model (file stem or directory) in the package's models/."""
+    return package_file(f"models/{name}")

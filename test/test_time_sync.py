@@ -138,8 +138,8 @@ def test_same_tuples_as_the_real_message_filters():
         streams, queue_size, slop_s = rng.randint(2, 3), rng.randint(1, 4), rng.choice([0.005, 0.02, 0.05])
         sources = [Source() for _ in range(streams)]
         real = message_filters.ApproximateTimeSynchronizer(sources, queue_size, slop_s)
-        real_out = []
-        real.registerCallback(lambda *m: real_out.append(tuple(x.key for x in m)))
+        real_out: list = []
+        real.registerCallback(lambda *m, out=real_out: out.append(tuple(x.key for x in m)))
         ours, ours_out = _matcher(streams, queue_size, slop_s)
         for _ in range(80):
             stream, stamp = rng.randrange(streams), rng.randrange(0, 300) * MS

@@ -21,7 +21,7 @@ from latentvla_ros.msg import GroundTruthAgents, PlannedTrajectory
 from latentvla_ros.planning.interface import PlannerInput, PrivilegedView
 from latentvla_ros.ros import conversions
 from latentvla_ros.ros.message_sync import ApproximateTimeSynchronizer, Subscriber
-from latentvla_ros.ros.node_support import ProcessingTimePublisher, require, run_node
+from latentvla_ros.ros.node_support import ProcessingTimePublisher, declare_defaults, require, run_node
 from latentvla_ros.ros.qos import LATCHED, STATE
 from latentvla_ros.simulation.expert import ExpertPlanner
 from latentvla_ros.simulation.scenarios import build_road_network
@@ -30,8 +30,7 @@ from latentvla_ros.simulation.scenarios import build_road_network
 class ExpertPlannerNode(Node):
     def __init__(self) -> None:
         super().__init__("expert_planner")
-        self.declare_parameter("sync_slop_s", 0.02)
-        self.declare_parameter("sync_queue_size", 5)
+        declare_defaults(self, "expert_planner.param.yaml")
         slop = self.get_parameter("sync_slop_s").value
         queue_size = self.get_parameter("sync_queue_size").value
         require(slop >= 0.0, f"sync_slop_s must be >= 0, got {slop}")

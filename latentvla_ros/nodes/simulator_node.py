@@ -24,7 +24,13 @@ from latentvla_ros import topics
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.msg import PlannedTrajectory
 from latentvla_ros.ros import conversions
-from latentvla_ros.ros.node_support import DiagnosticsPublisher, ProcessingTimePublisher, require, run_node
+from latentvla_ros.ros.node_support import (
+    DiagnosticsPublisher,
+    ProcessingTimePublisher,
+    declare_defaults,
+    require,
+    run_node,
+)
 from latentvla_ros.ros.qos import LATCHED, SENSOR_OUTPUT, STATE
 from latentvla_ros.ros.simulation_messages import PublishOptions, camera_static_transform, episode_msg, step_messages
 from latentvla_ros.simulation.camera import CameraConfig
@@ -43,27 +49,7 @@ STARTUP_REPUBLISH_S = 0.5
 class SimulatorNode(Node):
     def __init__(self) -> None:
         super().__init__("simulator")
-        self.declare_parameter("scenario", "highway")
-        self.declare_parameter("seed", 0)
-        self.declare_parameter("traffic_density", 1.0)
-        self.declare_parameter("episode_duration_s", 60.0)
-        self.declare_parameter("rate_hz", 10.0)
-        self.declare_parameter("lockstep", True)
-        self.declare_parameter("lockstep_timeout_s", 2.0)
-        self.declare_parameter("startup_timeout_s", 30.0)
-        self.declare_parameter("startup_delay_s", 0.0)
-        self.declare_parameter("startup_wait_topics", [""])
-        self.declare_parameter("duration_s", 0.0)
-        self.declare_parameter("trajectory_timeout_s", 1.0)
-        self.declare_parameter("publish_raw_image", True)
-        self.declare_parameter("publish_compressed_image", False)
-        self.declare_parameter("jpeg_quality", 90)
-        self.declare_parameter("camera.width_px", 256)
-        self.declare_parameter("camera.height_px", 128)
-        self.declare_parameter("camera.horizontal_fov_deg", 90.0)
-        self.declare_parameter("camera.mount_x_m", 0.5)
-        self.declare_parameter("camera.mount_height_m", 1.5)
-        self.declare_parameter("camera.pitch_down_deg", 3.0)
+        declare_defaults(self, "simulator.param.yaml")
         value = self._parameter
 
         scenario_name = value("scenario")
@@ -238,6 +224,7 @@ class SimulatorNode(Node):
             "collisions": len(world.collisions),
             "at_fault_collisions": at_fault,
             "off_road_steps": world.off_road_steps,
+            "route_completion": f"{min(1.0, world.route_progress_m() / max(world.route_path.length_m, 1e-9)):.3f}",
             "rejected_trajectories": self._rejected_trajectories,
             "processing_time_ms": f"{self.processing_time.last_ms:.1f}",
         }

@@ -27,29 +27,23 @@ from latentvla_ros.environment import SHIPPED_TEACHER, shipped_model
 from latentvla_ros.models.checkpoint import CheckpointError
 from latentvla_ros.msg import DrivingCommand as DrivingCommandMsg
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
+from latentvla_ros.planning.latentvla_planner import LATENT_STEP_S
 from latentvla_ros.ros import conversions
 from latentvla_ros.ros.node_support import (
     DiagnosticsPublisher,
     ParameterError,
     ProcessingTimePublisher,
+    declare_defaults,
     require,
     run_node,
 )
 from latentvla_ros.ros.qos import SENSOR_INPUT, STATE
 
-LATENT_STEP_S = 0.3  # one latent step: 3 camera frames at 10 Hz (the LAM's step)
-
 
 class TeacherNode(Node):
     def __init__(self) -> None:
         super().__init__("teacher")
-        self.declare_parameter("model_path", "")
-        self.declare_parameter("rate_hz", 2.0)
-        self.declare_parameter("image_transport", "raw")
-        self.declare_parameter("odometry_tolerance_s", 0.1)
-        self.declare_parameter("odometry_frame_id", "map")
-        self.declare_parameter("base_frame_id", "base_link")
-        self.declare_parameter("device", "cpu")
+        declare_defaults(self, "teacher.param.yaml")
         model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_TEACHER))
         rate_hz = self.get_parameter("rate_hz").value
         transport = self.get_parameter("image_transport").value

@@ -100,8 +100,8 @@ class LatentVLAPlanner(Planner):
     """The fusion planner with a latent-action source; ``source=None`` for the no-fusion model."""
 
     def __init__(self, planner: FusionPlanner, source=None, version: str = "", name: str | None = None) -> None:
-        if planner.config.use_fusion and source is None:
-            raise ValueError("a fusion planner needs a latent-action source (student or teacher)")
+        """``source``: computes latent actions in :meth:`compute_trajectory`; None where they come
+        from elsewhere (:meth:`plan`, e.g. the planner node's input topic) or are not used."""
         self.planner = planner.eval()
         self.source = source
         self.version = version
@@ -138,12 +138,16 @@ class LatentVLAPlanner(Planner):
         if frames is None or len(frames) == 0:
             raise InputError("PlannerInput.camera_frames", "the camera frames (oldest first)", "none")
         actions = None
+        if self.planner.config.use_fusion and self.source is None:
+            raise ValueError("this fusion planner has no latent-action source: use plan() with actions")
         if self.source is not None:
             history = self.source.history_frames
             chosen = np.asarray(frames)[-history:]
             if len(chosen) < history:  # the drive just started: repeat its first frame
                 chosen = np.concatenate([np.repeat(chosen[:1], history - len(chosen), axis=0), chosen])
-            actions = self.source(chosen, planner_input.ego_state, planner_input.driving_command, planner_input.stamp_ns)
+            actions = self.source(
+                chosen, planner_input.ego_state, planner_input.driving_command, planner_input.stamp_ns
+            )
         self.last_actions = actions
         return self.plan(frames[-1], planner_input.ego_state, planner_input.driving_command, actions)
 
@@ -167,7 +171,9 @@ def load_planner(name: str, models_dir) -> Planner:
     if name == "latentvla":
         planner, description = FusionPlanner.load(models_dir / SHIPPED_PLANNER)
         student, student_description = LatentActionStudent.load(models_dir / SHIPPED_STUDENT)
-        return LatentVLAPlanner(planner, StudentActions(student, student_description["version"]), description["version"], name)
+        return LatentVLAPlanner(
+            planner, StudentActions(student, student_description["version"]), description["version"], name
+        )
     if name == "latentvla_teacher":
         from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
 

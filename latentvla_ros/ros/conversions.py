@@ -321,6 +321,12 @@ IMAGE_ENCODINGS = {
     "rgba8": (4, cv2.COLOR_RGBA2RGB),
     "bgra8": (4, cv2.COLOR_BGRA2RGB),
     "mono8": (1, cv2.COLOR_GRAY2RGB),
+    # 4:2:2 YUV, 2 bytes a pixel: ROS's "yuv422" is UYVY byte order, "yuv422_yuy2" YUYV
+    # (sensor_msgs/image_encodings.hpp); Jazzy also names them "uyvy" and "yuyv".
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": (2, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUYV),
+    "yuyv": (2, cv2.COLOR_YUV2RGB_YUYV),
 }
 
 
@@ -346,7 +352,7 @@ def image_to_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
 
 
 def image_from_msg(message: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB.
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, yuv422/uyvy, yuv422_yuy2/yuyv) -> (H, W, 3) uint8 RGB.
 
     Validates encoding and buffer size (row padding in ``step`` is allowed),
     as ``cv_bridge.imgmsg_to_cv2(message, "rgb8")`` does.

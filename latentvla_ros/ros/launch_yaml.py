@@ -7,6 +7,9 @@ our launch files use, with the same meaning:
 - ``node``: ``pkg``, ``exec``, ``name``, ``namespace``, ``param`` (``from:`` a
   parameter file, or ``name``/``value``), ``remap`` (``from``/``to``),
   ``on_exit: shutdown`` (stop the launch when this node exits);
+- ``include``: ``file`` and ``arg`` (``name``/``value``) — another YAML launch file's
+  nodes, its arguments set from the includer's (launch configurations are global, as in
+  launch) and the ``arg`` list;
 - substitutions ``$(var NAME)``, ``$(find-pkg-share PKG)``, ``$(env NAME [DEFAULT])``.
 
 Anything else is refused with a clear error rather than silently ignored.
@@ -89,8 +92,9 @@ def _parameter_value(value: object) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def plan_launch(path: Path, overrides: dict[str, str]) -> LaunchPlan:
-    """Read a YAML launch file into the processes it starts."""
+def plan_launch(path: Path, overrides: dict[str, str], inherited: dict[str, str] | None = None) -> LaunchPlan:
+    """Read a YAML launch file into the processes it starts. ``overrides`` must name declared
+    arguments; ``inherited`` (an includer's arguments) set those the file declares too."""
     try:
         document = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -105,6 +109,8 @@ def plan_launch(path: Path, overrides: dict[str, str]) -> LaunchPlan:
             declared.add(body["name"])
             if body["name"] in overrides:
                 plan.arguments[body["name"]] = overrides[body["name"]]
+            elif inherited and body["name"] in inherited:
+                plan.arguments[body["name"]] = inherited[body["name"]]
             elif "default" in body:
                 plan.arguments[body["name"]] = str(_substitute(body["default"], plan.arguments))
             else:
@@ -118,6 +124,13 @@ def plan_launch(path: Path, overrides: dict[str, str]) -> LaunchPlan:
                     f"{path}: node attribute(s) {', '.join(sorted(unknown))} not supported by this runner"
                 )
             plan.nodes.append(_node_process(body, plan.arguments))
+        elif kind == "include":
+            unknown = set(body) - {"file", "arg"}
+            if unknown or "file" not in body:
+                raise LaunchError(f"{path}: include takes 'file' and 'arg' only, got {', '.join(sorted(body))}")
+            included = Path(str(_substitute(body["file"], plan.arguments)))
+            arguments = {a["name"]: str(_substitute(a["value"], plan.arguments)) for a in body.get("arg", [])}
+            plan.nodes.extend(plan_launch(included, arguments, inherited=plan.arguments).nodes)
         else:
             raise LaunchError(f"{path}: '{kind}' entities are not supported by this runner (use ros2 launch)")
     unknown_overrides = set(overrides) - declared

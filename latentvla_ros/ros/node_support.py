@@ -21,19 +21,21 @@ class ParameterError(ValueError):
     """A parameter out of range: the node logs it as one line and exits with status 2."""
 
 
-def run_node(make_node: Callable[[], Node], argv: list[str] | None = None) -> int:
-    """``rclpy.init``, build the node, spin (multi-threaded: slow callbacks never block
-    the parameter services) until the node sets ``finished`` or on Ctrl-C or an
-    external shutdown, then shut down cleanly."""
+def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None = None) -> int:
+    """``rclpy.init``, build the node (or nodes: one process, one executor), spin
+    (multi-threaded: slow callbacks never block the parameter services) until a node sets
+    ``finished`` or on Ctrl-C or an external shutdown, then shut down cleanly."""
     ensure_ament_prefix()
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
+    nodes: list[Node] = []
     status = 0
     try:
-        node = make_node()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        while rclpy.ok() and not getattr(node, "finished", False):
+        made = make_node()
+        nodes = made if isinstance(made, list) else [made]
+        executor = MultiThreadedExecutor(num_threads=2 * len(nodes))
+        for node in nodes:
+            executor.add_node(node)
+        while rclpy.ok() and not any(getattr(node, "finished", False) for node in nodes):
             executor.spin_once(timeout_sec=0.1)
     except ParameterError as error:
         rclpy.logging.get_logger("latentvla_ros").fatal(f"invalid parameter: {error}")
@@ -41,10 +43,30 @@ def run_node(make_node: Callable[[], Node], argv: list[str] | None = None) -> in
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
     return status
+
+
+def declare_defaults(node: Node, config_file: str) -> None:
+    """Declare every parameter of ``config/<config_file>`` with the file's value as its default:
+    the YAML is the one source of defaults (a launch file's own YAML still overrides them)."""
+    import yaml
+
+    from latentvla_ros.environment import package_file
+
+    document = yaml.safe_load(package_file(f"config/{config_file}").read_text())
+    parameters = next(iter(document.values()))["ros__parameters"]
+
+    def declare(prefix: str, values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                declare(f"{prefix}{key}.", value)
+            else:
+                node.declare_parameter(f"{prefix}{key}", value)
+
+    declare("", parameters)
 
 
 def require(condition: bool, message: str) -> None:
@@ -84,6 +106,10 @@ class DiagnosticsPublisher:
         self._collect = collect
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", STATE)
         self._timer = node.create_timer(1.0, self._publish, clock=rclpy.clock.Clock())
+
+    def publish_now(self) -> None:
+        """Publish at once (on a change of state), besides the 1 Hz."""
+        self._publish()
 
     def _publish(self) -> None:
         level, message, values = self._collect()

@@ -20,3 +20,13 @@ LATCHED = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+
+def camera_qos(reliability: str, depth: int) -> QoSProfile:
+    """The camera subscription's QoS from parameters (default best effort, depth 1: the newest frame)."""
+    policies = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+    if reliability not in policies:
+        raise ValueError(f"camera_qos_reliability must be best_effort or reliable, got '{reliability}'")
+    if depth < 1:
+        raise ValueError(f"camera_qos_depth must be >= 1, got {depth}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policies[reliability])

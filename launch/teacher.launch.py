@@ -1,0 +1,14 @@
+"""`ros2 launch latentvla_ros teacher.launch.py`: the graph of teacher.launch.yaml, included, so the
+Python and YAML forms (and `latentvla launch teacher.launch.yaml` without ROS) are one
+description. Launch arguments (name:=value) pass through to it; the YAML file lists them."""
+
+from launch import LaunchDescription
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import AnyLaunchDescriptionSource
+from launch.substitutions import PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    description = PathJoinSubstitution([FindPackageShare("latentvla_ros"), "launch", "teacher.launch.yaml"])
+    return LaunchDescription([IncludeLaunchDescription(AnyLaunchDescriptionSource(description))])

@@ -1,0 +1,267 @@
+"""The live graph on the real middleware: student + planner (two nodes, and composed in one
+process) turn camera + odometry into PlannedTrajectory, Path and MarkerArray stamped with
+the camera stamp; a stopped camera gives a safe stop and an ERROR diagnostic within the
+timeout of node (sim) time, and planning resumes by itself. Small models built here."""
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentvla_ros.core.ego_state import EgoState
+from latentvla_ros.models.planner import FusionPlanner, PlannerConfig
+from latentvla_ros.models.student import LatentActionStudent, StudentConfig
+
+NODES = Path(sys.prefix) / "lib" / "latentvla_ros"
+STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
+PLANNER = PlannerConfig(width=32, heads=2, image_layers=1, decoder_layers=1, latent_embedding_dim=24)
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    LatentActionStudent(STUDENT).save(directory / "student_v1.0", "1.0")
+    FusionPlanner(PLANNER).save(directory / "planner_v1.0", "1.0")
+    FusionPlanner(replace(PLANNER, use_fusion=False)).save(directory / "planner_nofusion_v1.0", "1.0")
+    return directory
+
+
+def _start(executable: str, *arguments: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(NODES / executable), "--ros-args", "-p", "use_sim_time:=true", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _stack(form: str, models: Path, planner_model: str = "planner_v1.0") -> list[subprocess.Popen]:
+    common = ["-r", "~/input/image:=/cam", "-r", "~/input/odometry:=/odom"]
+    if form == "composed":  # one process: per-node parameters from a file, as a launch file passes them
+        parameters = models / "stack.param.yaml"
+        parameters.write_text(
+            f"student:\n  ros__parameters:\n    model_path: {models / 'student_v1.0'}\n"
+            f"planner:\n  ros__parameters:\n    model_path: {models / planner_model}\n"
+        )
+        return [_start("latentvla_stack_node", *common, "--params-file", str(parameters))]
+    return [
+        _start("student_node", *common, "-p", f"model_path:={models / 'student_v1.0'}"),
+        _start(
+            "planner_node",
+            *common,
+            "-p",
+            f"model_path:={models / planner_model}",
+            "-r",
+            "~/input/latent_actions:=/student/output/latent_actions",
+        ),
+    ]
+
+
+class SimulatedInputs:
+    """A test node that owns /clock and publishes camera + odometry on it."""
+
+    def __init__(self, context) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from latentvla_ros.msg import LatentActions, PlannedTrajectory
+        from nav_msgs.msg import Odometry, Path
+        from rclpy.executors import SingleThreadedExecutor
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float64
+        from visualization_msgs.msg import MarkerArray
+
+        self.node = rclpy.create_node("graph_test", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {
+            name: [] for name in ("trajectory", "path", "markers", "latent", "processing", "latency", "diagnostics")
+        }
+        subscriptions = {
+            "trajectory": (PlannedTrajectory, "/planner/output/trajectory"),
+            "path": (Path, "/planner/output/path"),
+            "markers": (MarkerArray, "/planner/output/markers"),
+            "latent": (LatentActions, "/student/output/latent_actions"),
+            "processing": (Float64, "/planner/debug/processing_time_ms"),
+            "latency": (Float64, "/planner/debug/pipeline_latency_ms"),
+            "diagnostics": (DiagnosticArray, "/diagnostics"),
+        }
+        for name, (kind, topic) in subscriptions.items():
+            self.node.create_subscription(kind, topic, self.received[name].append, 50)
+        self.clock = self.node.create_publisher(Clock, "/clock", 10)
+        self.camera = self.node.create_publisher(Image, "/cam", 10)
+        self.odometry = self.node.create_publisher(Odometry, "/odom", 10)
+        self.image = np.random.default_rng(0).integers(0, 255, (128, 256, 3), dtype=np.uint8)
+        self.now_ns = 1_000_000_000
+        self.camera_stamps: list[int] = []
+
+    def advance(self, seconds: float, camera: bool = True) -> None:
+        """Sim time forward in 10 ms ticks (paced ~ real time), camera and odometry every 100 ms."""
+        from rosgraph_msgs.msg import Clock
+
+        from latentvla_ros.ros import conversions
+
+        for _ in range(round(seconds / 0.01)):
+            self.now_ns += 10_000_000
+            self.clock.publish(Clock(clock=conversions.ns_to_time(self.now_ns)))
+            if self.now_ns % 100_000_000 == 0:
+                ego = EgoState(self.now_ns, 8e-9 * self.now_ns, 0.0, 0.0, 8.0)
+                self.odometry.publish(conversions.ego_state_to_odometry(ego))
+                if camera:
+                    self.camera.publish(conversions.image_to_msg(self.image, self.now_ns, "camera"))
+                    self.camera_stamps.append(self.now_ns)
+            end = time.monotonic() + 0.01
+            while time.monotonic() < end:
+                self.executor.spin_once(timeout_sec=0.005)
+
+    def advance_until(self, condition, limit_s: float, camera: bool = True) -> bool:
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            if condition():
+                return True
+            self.advance(0.1, camera)
+        return condition()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def _stop(processes: list[subprocess.Popen]) -> str:
+    output = ""
+    for process in processes:
+        process.terminate()
+        output += process.communicate(timeout=30)[0]
+    return output
+
+
+@pytest.mark.parametrize("form", ["two_nodes", "composed"])
+def test_student_and_planner_plan_on_camera_and_odometry(small_models, rclpy_context, form):
+    """Acceptance 1: PlannedTrajectory, Path and MarkerArray stamped with the camera stamp;
+    latent actions stamped likewise; processing time and pipeline latency published."""
+    from latentvla_ros.msg import PlannedTrajectory
+
+    from latentvla_ros.ros import conversions
+
+    processes = _stack(form, small_models)
+    inputs = SimulatedInputs(rclpy_context)
+    try:
+        got_all = inputs.advance_until(
+            lambda: (
+                all(inputs.received[k] for k in ("trajectory", "path", "markers", "processing", "latency"))
+                and any(m.mode != PlannedTrajectory.MODE_SAFE_STOP for m in inputs.received["trajectory"])
+            ),
+            limit_s=60.0,
+        )
+        assert got_all, {key: len(value) for key, value in inputs.received.items()}
+        plans = [m for m in inputs.received["trajectory"] if m.mode == PlannedTrajectory.MODE_DISTILLED]
+        plan = plans[0]
+        stamp = conversions.time_to_ns(plan.header.stamp)
+        assert stamp in inputs.camera_stamps  # the camera stamp, not the time of planning
+        assert plan.header.frame_id == "base_link" and len(plan.points) == 8
+        assert len(plan.latent_tokens) == 12
+        paths = [conversions.time_to_ns(p.header.stamp) for p in inputs.received["path"]]
+        assert stamp in paths
+        markers = inputs.received["markers"][0].markers
+        assert any(m.type == m.TEXT_VIEW_FACING and m.text for m in markers)
+        assert conversions.time_to_ns(markers[0].header.stamp) in inputs.camera_stamps
+        latents = [conversions.time_to_ns(m.header.stamp) for m in inputs.received["latent"]]
+        assert latents and set(latents) <= set(inputs.camera_stamps)
+        assert inputs.received["processing"][0].data > 0.0
+        assert all(p.poll() is None for p in processes)
+    finally:
+        output = _stop(processes)
+        inputs.close()
+    assert "Traceback" not in output, output[-3000:]
+
+
+def test_stale_camera_gives_a_safe_stop_and_error_then_recovers(small_models, rclpy_context):
+    """Acceptance 2: camera stopped -> SAFE_STOP within the 300 ms timeout (+ one watchdog tick)
+    of node time and an ERROR diagnostic; camera back -> normal plans and OK again."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from latentvla_ros.msg import PlannedTrajectory
+
+    from latentvla_ros.ros import conversions
+
+    processes = _stack("two_nodes", small_models)
+    inputs = SimulatedInputs(rclpy_context)
+
+    def planner_levels() -> list[int]:
+        return [s.level for a in inputs.received["diagnostics"] for s in a.status if s.name.startswith("planner")]
+
+    def modes() -> list[int]:
+        return [m.mode for m in inputs.received["trajectory"]]
+
+    try:
+        assert inputs.advance_until(lambda: PlannedTrajectory.MODE_DISTILLED in modes(), 60.0), "no plan"
+        inputs.advance(0.5)
+        last_camera = inputs.camera_stamps[-1]
+        for key in ("trajectory", "diagnostics"):
+            inputs.received[key].clear()
+        inputs.advance_until(lambda: PlannedTrajectory.MODE_SAFE_STOP in modes(), 20.0, camera=False)
+        stops = [m for m in inputs.received["trajectory"] if m.mode == PlannedTrajectory.MODE_SAFE_STOP]
+        assert stops, "no safe stop after the camera stopped"
+        delay_s = (conversions.time_to_ns(stops[0].header.stamp) - last_camera) * 1e-9
+        assert 0.3 < delay_s <= 0.3 + 0.02 + 0.011, delay_s  # timeout + watchdog period + clock tick
+        assert inputs.advance_until(lambda: DiagnosticStatus.ERROR in planner_levels(), 10.0, camera=False)
+        speeds = [p.longitudinal_velocity_mps for p in stops[0].points]
+        assert speeds[-1] < speeds[0]  # braking
+        inputs.received["trajectory"].clear()
+        inputs.received["diagnostics"].clear()
+        assert inputs.advance_until(lambda: PlannedTrajectory.MODE_DISTILLED in modes(), 20.0), "did not recover"
+        assert inputs.advance_until(lambda: DiagnosticStatus.OK in planner_levels(), 10.0)
+    finally:
+        output = _stop(processes)
+        inputs.close()
+    assert "Traceback" not in output, output[-3000:]
+
+
+def test_no_fusion_planner_plans_without_latent_actions(small_models, rclpy_context):
+    from latentvla_ros.msg import PlannedTrajectory
+
+    processes = [
+        _start(
+            "planner_node",
+            "-r",
+            "~/input/image:=/cam",
+            "-r",
+            "~/input/odometry:=/odom",
+            "-p",
+            f"model_path:={small_models / 'planner_nofusion_v1.0'}",
+        )
+    ]
+    inputs = SimulatedInputs(rclpy_context)
+    try:
+        assert inputs.advance_until(
+            lambda: any(m.mode == PlannedTrajectory.MODE_DISTILLED for m in inputs.received["trajectory"]), 60.0
+        )
+        plan = next(m for m in inputs.received["trajectory"] if m.mode == PlannedTrajectory.MODE_DISTILLED)
+        assert list(plan.latent_tokens) == []
+    finally:
+        output = _stop(processes)
+        inputs.close()
+    assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("node", "parameter", "message"),
+    [
+        ("planner_node", "stale_timeout_s:=0.0", "stale_timeout_s must be > 0"),
+        ("student_node", "crop:=[0.6, 0.5, 0.0, 0.0]", "crop"),
+        ("student_node", "camera_qos_reliability:=sometimes", "camera_qos_reliability"),
+        ("planner_node", "model_path:=/nonexistent/planner", "model_path"),
+    ],
+)
+def test_bad_parameters_are_one_line_and_exit_2(node, parameter, message):
+    result = subprocess.run(
+        [str(NODES / node), "--ros-args", "-p", parameter], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert message in output and "Traceback" not in output, output
