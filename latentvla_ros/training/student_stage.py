@@ -32,7 +32,7 @@ CHECKPOINT = "student_checkpoint"
 
 @dataclass(frozen=True)
 class StudentTrainingConfig:
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 32
     learning_rate: float = 1e-3
     temperature: float = 1.0
