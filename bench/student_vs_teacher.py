@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from teacher_inference import paper_size_teacher, time_calls  # noqa: E402
+from teacher_inference import paper_size_teacher, time_calls
 
-from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent  # noqa: E402
-from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher  # noqa: E402
+from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent
+from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

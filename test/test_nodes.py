@@ -1,6 +1,7 @@
 """The nodes over the real middleware: the demo graph, bad parameters, bad inputs,
 the launch-file runner and the synchronizer stand-in."""
 
+import json
 import os
 import subprocess
 import sys
@@ -26,15 +27,51 @@ NODES = Path(sys.prefix) / "lib" / "latentvla_ros"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_demo_graph_drives_records_and_draws(tmp_path):
-    result = subprocess.run(
-        [str(BIN / "latentvla"), "demo", "--scenario", "intersection", "--duration", "8", "--out", str(tmp_path)],
+def _demo(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(BIN / "latentvla"),
+            "demo",
+            "--scenario",
+            "intersection",
+            "--duration",
+            "8",
+            "--out",
+            str(tmp_path),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.slow
+def test_demo_drives_on_the_learned_stack_records_and_draws(tmp_path):
+    """Issue 10 acceptance 4: simulator + student + planner (shipped models) in closed loop."""
+    result = _demo(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "student + planner" in result.stdout and "route completion" in result.stdout
+    recorded = bag_topics(tmp_path / "bag")
+    for topic in (
+        topics.ODOMETRY,
+        topics.CAMERA_IMAGE_COMPRESSED,
+        topics.TRAJECTORY,
+        "/latentvla/student/latent_actions",
+    ):
+        _kind, count = recorded[topic]
+        assert count >= 60, (topic, count)
+    report = json.loads((tmp_path / "demo_report.json").read_text())
+    assert report["plans_by_mode"].get("distilled", 0) >= 60  # the learned planner drove, not safe stops
+    assert report["pipeline_latency_ms_p50"] is not None and report["pipeline_latency_ms_p50"] > 0.0
+    assert (tmp_path / "demo_drive.png").stat().st_size > 10_000
+    assert (tmp_path / "demo_preview.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_with_the_expert_drives_records_and_draws(tmp_path):
+    result = _demo(tmp_path, "--planner", "expert")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     recorded = bag_topics(tmp_path / "bag")
     for topic in (topics.ODOMETRY, topics.CAMERA_IMAGE_COMPRESSED, topics.TRAJECTORY, topics.GROUND_TRUTH_AGENTS):
@@ -42,8 +79,9 @@ def test_demo_graph_drives_records_and_draws(tmp_path):
         assert count >= 80, (topic, count)  # every step of 8 simulated seconds at 10 Hz (plus start-up repeats)
     assert recorded[topics.TRAJECTORY][0] == "latentvla_ros/msg/PlannedTrajectory"
     assert recorded[topics.TF_STATIC][1] == 1 and recorded[topics.EPISODE][1] >= 1
-    assert (tmp_path / "demo_overview.png").stat().st_size > 10_000
-    assert (tmp_path / "demo_preview.png").stat().st_size > 10_000
+    report = json.loads((tmp_path / "demo_report.json").read_text())
+    assert report["plans_by_mode"].get("expert", 0) >= 80 and report["at_fault_collisions"] == 0
+    assert (tmp_path / "demo_drive.png").stat().st_size > 10_000
 
 
 def test_invalid_parameter_is_one_line_and_exit_2():
@@ -175,3 +213,36 @@ def test_launch_errors_are_clear(tmp_path):
 def test_environment_is_isolated():
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert 1 <= int(os.environ["ROS_DOMAIN_ID"]) <= 100
+
+
+def test_sim_launch_includes_the_stack_launch_file():
+    """One description: sim.launch.yaml includes latentvla.launch.yaml (no copy of its nodes)."""
+    plan = plan_launch(REPO_ROOT / "launch" / "sim.launch.yaml", {"scenario": "merge", "use_teacher": "true"})
+    names = [node.name for node in plan.nodes]
+    assert names == ["simulator", "student", "planner", "bag_recorder"]
+    planner = plan.nodes[2].command
+    assert "use_sim_time:=true" in planner and "use_teacher:=true" in planner
+    assert "~/output/trajectory:=/planning/trajectory" in planner
+    alone = plan_launch(REPO_ROOT / "launch" / "latentvla.launch.yaml", {"use_sim_time": "true", "use_teacher": "true"})
+    assert [node.command[1:] for node in alone.nodes] == [node.command[1:] for node in plan.nodes[1:3]]
+
+
+@pytest.mark.parametrize("name", ["latentvla", "sim", "teacher", "demo"])
+def test_python_launch_files_include_their_yaml_description(name):
+    """The .py form is the YAML graph included (so both forms and `latentvla launch` agree);
+    where launch_ros is installed it must also build a LaunchDescription."""
+    import ast
+
+    source = (REPO_ROOT / "launch" / f"{name}.launch.py").read_text()
+    tree = ast.parse(source)
+    strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert f"{name}.launch.yaml" in strings and (REPO_ROOT / "launch" / f"{name}.launch.yaml").is_file()
+    assert any(isinstance(node, ast.FunctionDef) and node.name == "generate_launch_description" for node in tree.body)
+    plan_launch(REPO_ROOT / "launch" / f"{name}.launch.yaml", {})
+    pytest.importorskip("launch_ros")  # a ROS 2 install; not on the pip path
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_launch", REPO_ROOT / "launch" / f"{name}.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.generate_launch_description().entities
