@@ -208,6 +208,13 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert "teacher outputs log_a" in result.stdout and "constant marginal" in result.stdout
     student = tmp_path / "student" / "student_v1.0"
     described = json.loads(student.with_name("student_v1.0.json").read_text())
+    again = ["train", "student", "--data", str(cache), "--out", str(tmp_path / "student"), "--teacher", str(teacher)]
+    refused = _run(*again, "--steps", "6", "--batch-size", "4")
+    assert refused.returncode == 2 and "--resume" in refused.stderr  # never silently overwrites a run
+    resumed = _run(*again, "--steps", "6", "--batch-size", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(line)["step"] for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4, 6]  # continued from the step-4 checkpoint, not from 0
     assert described["config"]["embedding_dim"] == 24  # follows the teacher's hidden size
     for extra in ([], ["--no-fusion"]):
         result = _run(

@@ -20,7 +20,7 @@ import numpy as np
 from latentvla_ros import topics
 from latentvla_ros.core.se2 import wrap_angle
 from latentvla_ros.data.bag_io import bag_topics, read_messages
-from latentvla_ros.data.preview import draw_trajectory_on_frame, read_camera_model, read_episodes
+from latentvla_ros.data.preview import draw_road_map, draw_trajectory_on_frame, read_camera_model, read_episodes
 from latentvla_ros.ros import conversions
 
 PIPELINE_LATENCY_TOPIC = "/planner/debug/pipeline_latency_ms"
@@ -138,23 +138,12 @@ def render_drive(bag: Path, out_png: Path, frame_count: int = 4) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from latentvla_ros.simulation.map_raster import rasterize_road
-    from latentvla_ros.simulation.scenarios import build_road_network
-
     stamps, poses = _odometry(bag)
     episodes = read_episodes(bag)
     figure = plt.figure(figsize=(12, 9), dpi=100)
     axis = figure.add_axes([0.06, 0.34, 0.9, 0.62])
     if episodes:
-        raster = rasterize_road(build_road_network(episodes[0][1]["scenario"]["name"])).downsampled(5)
-        grid = raster.grid
-        extent = [
-            grid.x_min_m,
-            grid.x_min_m + grid.width_px * grid.resolution_m,
-            grid.y_max_m - grid.height_px * grid.resolution_m,
-            grid.y_max_m,
-        ]
-        axis.imshow(raster.color, extent=extent, origin="upper")
+        draw_road_map(axis, episodes[0][1]["scenario"]["name"])
     jumps = np.flatnonzero(np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) > 10.0) + 1
     for number, part in enumerate(np.split(poses, jumps)):
         axis.plot(part[:, 0], part[:, 1], color="black", linewidth=2, label="driven" if number == 0 else None)

@@ -163,6 +163,19 @@ def render_bag_preview(bag: Path, out_png: Path, frame_count: int = 4, config: D
     return out_png
 
 
+def draw_road_map(axis, scenario_name: str) -> None:
+    """The scenario's road raster on a matplotlib axis in map metres."""
+    raster = rasterize_road(build_road_network(scenario_name)).downsampled(5)
+    grid = raster.grid
+    extent = [
+        grid.x_min_m,
+        grid.x_min_m + grid.width_px * grid.resolution_m,
+        grid.y_max_m - grid.height_px * grid.resolution_m,
+        grid.y_max_m,
+    ]
+    axis.imshow(raster.color, extent=extent, origin="upper")
+
+
 def render_drive_overview(bag: Path, out_png: Path, frame_count: int = 4, config: DatasetConfig | None = None) -> Path:
     """The driven path over the road map (per episode, colour by episode) and a strip of frames."""
     import matplotlib
@@ -186,15 +199,7 @@ def render_drive_overview(bag: Path, out_png: Path, frame_count: int = 4, config
     figure = plt.figure(figsize=(12, 8), dpi=100)
     axis = figure.add_axes([0.05, 0.32, 0.9, 0.63])
     if episodes:
-        raster = rasterize_road(build_road_network(episodes[0][1]["scenario"]["name"])).downsampled(5)
-        grid = raster.grid
-        extent = [
-            grid.x_min_m,
-            grid.x_min_m + grid.width_px * grid.resolution_m,
-            grid.y_max_m - grid.height_px * grid.resolution_m,
-            grid.y_max_m,
-        ]
-        axis.imshow(raster.color, extent=extent, origin="upper")
+        draw_road_map(axis, episodes[0][1]["scenario"]["name"])
         axis.set_title(f"{episodes[0][1]['scenario']['name']}: driven path ({len(episodes)} episodes)")
     # A new line wherever the ego jumps (a new episode starts elsewhere).
     jumps = np.flatnonzero(np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) > 10.0) + 1

@@ -14,21 +14,16 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import CompressedImage, Image
 
 from latentvla_ros.core.camera_anchor import CameraAnchor
-from latentvla_ros.core.driving_command import DrivingCommand
-from latentvla_ros.core.latent_actions import LatentActions, LatentSource
-from latentvla_ros.core.validation import InputError
 from latentvla_ros.environment import SHIPPED_TEACHER, shipped_model
 from latentvla_ros.models.checkpoint import CheckpointError
-from latentvla_ros.msg import DrivingCommand as DrivingCommandMsg
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
-from latentvla_ros.planning.latentvla_planner import LATENT_STEP_S
+from latentvla_ros.planning.latentvla_planner import LATENT_STEP_S, TeacherActions
 from latentvla_ros.ros import conversions
+from latentvla_ros.ros.camera_inputs import CameraInputs
 from latentvla_ros.ros.node_support import (
     DiagnosticsPublisher,
     ParameterError,
@@ -37,7 +32,7 @@ from latentvla_ros.ros.node_support import (
     require,
     run_node,
 )
-from latentvla_ros.ros.qos import SENSOR_INPUT, STATE
+from latentvla_ros.ros.qos import STATE
 
 
 class TeacherNode(Node):
@@ -46,13 +41,9 @@ class TeacherNode(Node):
         declare_defaults(self, "teacher.param.yaml")
         model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_TEACHER))
         rate_hz = self.get_parameter("rate_hz").value
-        transport = self.get_parameter("image_transport").value
         tolerance = self.get_parameter("odometry_tolerance_s").value
-        self.odometry_frame = self.get_parameter("odometry_frame_id").value
-        self.base_frame = self.get_parameter("base_frame_id").value
         require(rate_hz > 0.0, f"rate_hz must be > 0, got {rate_hz}")
-        require(transport in ("raw", "compressed"), f"image_transport must be raw or compressed, got '{transport}'")
-        require(tolerance > 0.0, f"odometry_tolerance_s must be > 0, got {tolerance}")
+        CameraInputs.validate(self)
 
         from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
 
@@ -61,19 +52,12 @@ class TeacherNode(Node):
         except (CheckpointError, OSError, ValueError) as error:
             raise ParameterError(f"model_path '{model_path}': {error}") from error
         self.teacher.model.to(self.get_parameter("device").value)
+        self.actions = TeacherActions(self.teacher)
         config = self.teacher.config
         self.history_offsets_s = tuple(-LATENT_STEP_S * k for k in range(config.history_frames - 1, -1, -1))
         self.anchor = CameraAnchor(keep_s=LATENT_STEP_S * config.history_frames + 1.0, odometry_tolerance_s=tolerance)
-        self.command = DrivingCommand.UNKNOWN
-        self.input_errors = 0
-        self.last_error = ""
-
-        if transport == "compressed":
-            self.create_subscription(CompressedImage, "~/input/image", self._on_compressed_image, SENSOR_INPUT)
-        else:
-            self.create_subscription(Image, "~/input/image", self._on_image, SENSOR_INPUT)
-        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, STATE)
-        self.create_subscription(DrivingCommandMsg, "~/input/driving_command", self._on_command, STATE)
+        # Frames wait in the anchor for the timer: the teacher runs at its own rate.
+        self.inputs = CameraInputs(self, self.anchor, on_frame=lambda: None)
         self.publisher = self.create_publisher(LatentActionsMsg, "~/output/latent_actions", STATE)
         self.processing_time = ProcessingTimePublisher(self)
         # Inference in its own group: the multi-threaded executor keeps the subscriptions (and
@@ -82,41 +66,8 @@ class TeacherNode(Node):
         self.diagnostics = DiagnosticsPublisher(self, "teacher_vlm", self._diagnose)
         self.get_logger().info(
             f"teacher {self.teacher.version or '(base checkpoint)'} from {model_path}, {rate_hz:.1f} Hz, "
-            f"{transport} images, {config.history_frames} frame(s) per input"
+            f"{self.inputs.transport} images, {config.history_frames} frame(s) per input"
         )
-
-    # --- inputs ------------------------------------------------------------------------
-
-    def _on_image(self, message: Image) -> None:
-        self._add_frame(message, conversions.image_from_msg)
-
-    def _on_compressed_image(self, message: CompressedImage) -> None:
-        self._add_frame(message, conversions.compressed_image_from_msg)
-
-    def _add_frame(self, message, convert) -> None:
-        try:
-            image = convert(message)
-        except InputError as error:
-            self._input_error(f"camera: {error}")
-            return
-        self.anchor.add_frame(conversions.time_to_ns(message.header.stamp), image)
-
-    def _on_odometry(self, message: Odometry) -> None:
-        try:
-            self.anchor.add_odometry(conversions.odometry_to_ego_state(message, self.odometry_frame, self.base_frame))
-        except InputError as error:
-            self._input_error(f"odometry: {error}")
-
-    def _on_command(self, message: DrivingCommandMsg) -> None:
-        try:
-            self.command = conversions.driving_command_from_msg(message)
-        except InputError as error:
-            self._input_error(f"driving command: {error}")
-
-    def _input_error(self, text: str) -> None:
-        self.input_errors += 1
-        self.last_error = text
-        self.get_logger().error(f"skipping input: {text}", throttle_duration_sec=2.0)
 
     # --- inference ---------------------------------------------------------------------
 
@@ -126,17 +77,7 @@ class TeacherNode(Node):
             return
         stamp_ns, frames, ego = taken
         self.processing_time.start()
-        output = self.teacher.predict(np.stack(frames)[None], np.array([int(self.command)]), np.array([ego.speed_mps]))
-        actions = LatentActions(
-            stamp_ns=stamp_ns,  # the camera frame's: the planner judges freshness by it
-            source=LatentSource.TEACHER,
-            tokens=output.tokens[0].numpy(),
-            probabilities=output.probabilities[0].numpy(),
-            step_period_s=LATENT_STEP_S,
-            model_version=self.teacher.version,
-            embedding=output.action_embeddings[0].numpy(),
-            visual_embedding=output.visual_embedding[0].numpy(),
-        )
+        actions = self.actions(np.stack(frames), ego, self.inputs.command, stamp_ns)
         self.publisher.publish(conversions.latent_actions_to_msg(actions))
         self.processing_time.stop()
 
@@ -148,15 +89,15 @@ class TeacherNode(Node):
             "frames_dropped": counters.dropped,
             "frames_without_odometry": counters.without_odometry,
             "drop_rate": round(counters.drop_rate(), 3),
-            "input_errors": self.input_errors,
+            "input_errors": self.inputs.input_errors,
             "processing_time_ms": round(self.processing_time.last_ms, 1),
         }
         if counters.received == 0:
             return DiagnosticStatus.WARN, "no camera frames yet", values
         if counters.processed == 0:
             return DiagnosticStatus.WARN, "frames but no odometry within tolerance", values
-        if self.input_errors:
-            return DiagnosticStatus.WARN, f"malformed inputs skipped; last: {self.last_error}", values
+        if self.inputs.input_errors:
+            return DiagnosticStatus.WARN, f"malformed inputs skipped; last: {self.inputs.last_error}", values
         return DiagnosticStatus.OK, "running", values
 
 

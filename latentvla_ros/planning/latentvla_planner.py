@@ -27,6 +27,20 @@ from latentvla_ros.planning.interface import Planner, PlannerInput
 LATENT_STEP_S = 0.3  # one latent step: 3 camera frames at 10 Hz (the LAM's step)
 
 
+def latent_actions_from_output(output, source: LatentSource, version: str, stamp_ns: int) -> LatentActions:
+    """The first row of a StudentOutput or TeacherOutput (same fields) as LatentActions."""
+    return LatentActions(
+        stamp_ns=stamp_ns,  # the camera frame's: consumers judge freshness by it
+        source=source,
+        tokens=output.tokens[0].numpy(),
+        probabilities=output.probabilities[0].numpy(),
+        step_period_s=LATENT_STEP_S,
+        model_version=version,
+        embedding=output.action_embeddings[0].numpy(),
+        visual_embedding=output.visual_embedding[0].numpy(),
+    )
+
+
 @dataclass(frozen=True)
 class StudentActions:
     """Runs the student on frames one latent step apart (oldest first)."""
@@ -47,16 +61,7 @@ class StudentActions:
                 torch.from_numpy(ego.status_vector()[None]),
                 torch.tensor([int(command)]),
             )
-        return LatentActions(
-            stamp_ns=stamp_ns,
-            source=LatentSource.STUDENT,
-            tokens=output.tokens[0].numpy(),
-            probabilities=output.probabilities[0].numpy(),
-            step_period_s=LATENT_STEP_S,
-            model_version=self.version,
-            embedding=output.action_embeddings[0].numpy(),
-            visual_embedding=output.visual_embedding[0].numpy(),
-        )
+        return latent_actions_from_output(output, LatentSource.STUDENT, self.version, stamp_ns)
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,7 @@ class TeacherActions:
         config = self.teacher.config
         frames = resize_frames(np.asarray(frames), config.image_width, config.image_height)
         output = self.teacher.predict(frames[None], np.array([int(command)]), np.array([ego.speed_mps]))
-        return LatentActions(
-            stamp_ns=stamp_ns,
-            source=LatentSource.TEACHER,
-            tokens=output.tokens[0].numpy(),
-            probabilities=output.probabilities[0].numpy(),
-            step_period_s=LATENT_STEP_S,
-            model_version=self.teacher.version,
-            embedding=output.action_embeddings[0].numpy(),
-            visual_embedding=output.visual_embedding[0].numpy(),
-        )
+        return latent_actions_from_output(output, LatentSource.TEACHER, self.teacher.version, stamp_ns)
 
 
 def latent_input(actions: LatentActions) -> LatentInput:
