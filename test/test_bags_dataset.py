@@ -16,9 +16,15 @@ from latentvla_ros import topics
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.core.ego_state import EgoState
 from latentvla_ros.core.se2 import relative_poses
-from latentvla_ros.data.bag_io import BagError, BagWriter
+from latentvla_ros.data.bag_io import BagError, BagWriter, bag_topics
 from latentvla_ros.data.cache import LogSamples
-from latentvla_ros.data.dataset_builder import DatasetConfig, build_dataset, build_log_samples, cache_log
+from latentvla_ros.data.dataset_builder import (
+    DatasetConfig,
+    build_dataset,
+    build_log_samples,
+    cache_log,
+    find_bags,
+)
 from latentvla_ros.data.preview import read_episodes, render_bag_preview, render_drive_overview
 from latentvla_ros.data.recording import record_scenario
 from latentvla_ros.ros import conversions
@@ -274,3 +280,29 @@ def test_bag_writer_never_leaves_a_complete_looking_bag_on_error(tmp_path):
     with pytest.raises(BagError, match="exists already"):
         (tmp_path / "taken").mkdir()
         BagWriter(tmp_path / "taken")
+
+
+def test_a_finished_bag_names_its_storage_file_after_the_bag(tmp_path):
+    """No `.partial` left inside a finished bag: the storage file and metadata.yaml say NAME."""
+    _synthetic_bag(tmp_path / "drive", np.arange(0.0, 1.0, 0.05), np.arange(0.0, 1.0, 0.1))
+    assert sorted(p.name for p in (tmp_path / "drive").iterdir()) == ["drive.mcap", "metadata.yaml"]
+    assert "partial" not in (tmp_path / "drive" / "metadata.yaml").read_text()
+    assert bag_topics(tmp_path / "drive")[topics.ODOMETRY][1] == 20  # readable by rosbags through metadata
+
+
+def test_dataset_bag_hygiene(tmp_path):
+    """The storage file names the same log as its folder; two logs of one name are refused;
+    a failed multi-bag run leaves no per-log caches behind."""
+    times = np.arange(0.0, 12.0, 0.05)
+    _synthetic_bag(tmp_path / "train" / "drive", times, np.arange(0.0, 12.0, 0.1))
+    _synthetic_bag(tmp_path / "val" / "drive", times, np.arange(0.0, 12.0, 0.1))
+    config = DatasetConfig(camera_topic=topics.CAMERA_IMAGE)
+    assert find_bags(tmp_path / "train" / "drive" / "drive.mcap") == [tmp_path / "train" / "drive"]
+    with pytest.raises(BagError, match="two bags are named 'drive'"):
+        build_dataset(tmp_path / "train", tmp_path / "cache", config, val_source=tmp_path / "val")
+    _synthetic_bag(tmp_path / "many" / "a_good", times, np.arange(0.0, 12.0, 0.1))
+    _synthetic_bag(tmp_path / "many" / "b_no_camera", times, np.zeros(0))
+    with pytest.raises(BagError):
+        build_dataset(tmp_path / "many", tmp_path / "cache2", config)
+    assert not (tmp_path / "cache2" / "dataset.json").exists()
+    assert not (tmp_path / "cache2" / "a_good").exists()

@@ -106,9 +106,21 @@ class BagWriter:
     def __exit__(self, error_type, error, traceback) -> None:
         self._writer.close()
         if error_type is None:
+            self._drop_partial_from_file_names()
             self._partial.rename(self.path)
         else:
             shutil.rmtree(self._partial, ignore_errors=True)
+
+    def _drop_partial_from_file_names(self) -> None:
+        """The storage files inside are named after the folder (``NAME.partial.mcap``): rename
+        them to ``NAME.mcap`` and point metadata.yaml at the new names before the folder is."""
+        old, new = self._partial.name, self.path.name
+        for file in self._partial.iterdir():
+            if file.name.startswith(old) and file.name != "metadata.yaml":
+                file.rename(file.with_name(new + file.name[len(old) :]))
+        metadata = self._partial / "metadata.yaml"
+        text = metadata.read_text()
+        metadata.write_text(text.replace(f"{old}.", f"{new}.").replace(f"{old}_", f"{new}_"))
 
     def write(self, topic: str, stamp_ns: int, message: object) -> None:
         self.write_serialized(topic, type_name_of(message), stamp_ns, serialize_message(message))

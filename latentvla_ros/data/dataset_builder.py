@@ -455,6 +455,8 @@ def cache_log(bag: Path, cache_dir: Path, config: DatasetConfig) -> Path:
 def find_bags(path: Path) -> list[Path]:
     """A bag directory itself, or every bag directory (with metadata.yaml) below ``path``."""
     path = Path(path)
+    if path.suffix in (".mcap", ".db3") and (path.parent / "metadata.yaml").is_file():
+        return [path.parent]  # a bag's storage file: the bag is its folder (and names the log)
     if (path / "metadata.yaml").is_file() or path.suffix in (".mcap", ".db3"):
         return [path]
     bags = sorted(p.parent for p in path.rglob("metadata.yaml") if not p.parent.name.endswith(".partial"))
@@ -475,15 +477,30 @@ def build_dataset(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     held_out = find_bags(val_source) if val_source is not None else []
-    logs = []
-    for bag in find_bags(source) + held_out:
-        target = cache_log(bag, cache_dir, config)
-        meta = json.loads((target / "meta.json").read_text())
-        if val_source is not None:
-            split = "val" if bag in held_out else "train"
-        else:
-            split = _split_of(target.name, config.val_fraction)
-        logs.append({"name": target.name, "split": split, "samples": meta["samples"]})
+    bags = find_bags(source) + held_out
+    by_name: dict[str, Path] = {}
+    for bag in bags:  # a log's cache entry and split go by its name: two logs may not share one
+        if bag.name in by_name:
+            raise BagError(
+                f"two bags are named '{bag.name}' ({by_name[bag.name]} and {bag}): their cache entries would "
+                f"collide; rename one"
+            )
+        by_name[bag.name] = bag
+    logs, written = [], []
+    try:
+        for bag in bags:
+            target = cache_log(bag, cache_dir, config)
+            written.append(target)
+            meta = json.loads((target / "meta.json").read_text())
+            if val_source is not None:
+                split = "val" if bag in held_out else "train"
+            else:
+                split = _split_of(target.name, config.val_fraction)
+            logs.append({"name": target.name, "split": split, "samples": meta["samples"]})
+    except BaseException:
+        for target in written:  # no half-built dataset: per-log caches without a dataset.json
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     if (
         val_source is None
         and len(logs) > 1
