@@ -306,3 +306,15 @@ def test_dataset_bag_hygiene(tmp_path):
         build_dataset(tmp_path / "many", tmp_path / "cache2", config)
     assert not (tmp_path / "cache2" / "dataset.json").exists()
     assert not (tmp_path / "cache2" / "a_good").exists()
+
+
+def test_a_topic_of_the_wrong_type_is_one_line_naming_it(tmp_path):
+    image = np.zeros((8, 8, 3), np.uint8)
+    with BagWriter(tmp_path / "drive") as bag:  # a robot whose /odom topic carries camera images
+        for k in range(3):
+            bag.write(topics.CAMERA_IMAGE, k, conversions.image_to_msg(image, k, "camera"))
+            bag.write("/odom", k, conversions.image_to_msg(image, k, "camera"))
+    config = DatasetConfig(camera_topic=topics.CAMERA_IMAGE, odometry_topic="/odom")
+    with pytest.raises(BagError) as error:
+        build_log_samples(tmp_path / "drive", config)
+    assert "topic /odom is sensor_msgs/msg/Image, expected nav_msgs/msg/Odometry" in str(error.value)

@@ -163,6 +163,17 @@ def _read_log(bag: Path, config: DatasetConfig):
         if t in available
     ]
     wanted += optional
+    expected = {
+        camera_topic: ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+        config.odometry_topic: ("nav_msgs/msg/Odometry",),
+        config.command_topic: ("latentvla_ros/msg/DrivingCommand",),
+        config.perturbation_topic: ("latentvla_ros/msg/Perturbation",),
+        config.agents_topic: ("latentvla_ros/msg/GroundTruthAgents",),
+        config.episode_topic: ("std_msgs/msg/String",),
+    }
+    for topic in wanted:  # a wrong type is one line naming it, not an AttributeError deep inside
+        if topic in available and available[topic][0] not in expected[topic]:
+            raise BagError(f"{bag}: topic {topic} is {available[topic][0]}, expected {' or '.join(expected[topic])}")
     stamps, poses, velocities, yaw_rates = [], [], [], []
     frames, frame_stamps, commands = [], [], []
     perturbations, agents_by_stamp, scenario_names = [], {}, set()
