@@ -135,9 +135,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"plans by mode: {summary['plans_by_mode']}")
     if summary["pipeline_latency_ms_p50"] is not None:
         print(
-            f"pipeline latency (camera stamp -> trajectory): p50 {summary['pipeline_latency_ms_p50']:.1f} ms, "
-            f"p99 {summary['pipeline_latency_ms_p99']:.1f} ms"
+            f"pipeline latency on the sim clock (camera stamp -> trajectory): p50 "
+            f"{summary['pipeline_latency_ms_p50']:.1f} ms, p99 {summary['pipeline_latency_ms_p99']:.1f} ms "
+            f"(lock-stepped: simulated time waits for the plan)"
         )
+    for name in ("student", "planner"):
+        if f"{name}_processing_ms_p50" in summary:
+            print(
+                f"{name} compute per frame (wall clock): p50 {summary[f'{name}_processing_ms_p50']:.1f} ms, "
+                f"p99 {summary[f'{name}_processing_ms_p99']:.1f} ms"
+            )
     print(f"bag:      {bag}")
     print(f"report:   {write_report_json(report, out_dir / 'demo_report.json')}")
     print(f"drive:    {render_drive(bag, out_dir / 'demo_drive.png')}")

@@ -24,6 +24,12 @@ from latentvla_ros.data.preview import draw_road_map, draw_trajectory_on_frame, 
 from latentvla_ros.ros import conversions
 
 PIPELINE_LATENCY_TOPIC = "/planner/debug/pipeline_latency_ms"
+# Wall-clock compute per frame, as the nodes publish it (under a lock-stepped simulator the
+# pipeline latency on the sim clock is 0 by construction: time waits for the plan).
+PROCESSING_TIME_TOPICS = {
+    "student": "/student/debug/processing_time_ms",
+    "planner": "/planner/debug/processing_time_ms",
+}
 ROUTE_END_MARGIN_M = 5.0  # as the simulator: within this of the route's end counts as done
 
 
@@ -37,6 +43,7 @@ class DriveReport:
     off_road_steps: int = 0
     plans: dict[str, int] = field(default_factory=dict)
     latency_ms: list[float] = field(default_factory=list)
+    processing_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict:
         latency = np.asarray(self.latency_ms)
@@ -51,6 +58,12 @@ class DriveReport:
             "plans_by_mode": self.plans,
             "pipeline_latency_ms_p50": round(float(np.percentile(latency, 50)), 1) if latency.size else None,
             "pipeline_latency_ms_p99": round(float(np.percentile(latency, 99)), 1) if latency.size else None,
+            **{
+                f"{name}_processing_ms_{q}": round(float(np.percentile(values, int(q[1:]))), 1)
+                for name, values in self.processing_ms.items()
+                if values
+                for q in ("p50", "p99")
+            },
         }
 
 
@@ -109,6 +122,9 @@ def drive_report(bag: Path) -> DriveReport:
                     report.off_road_steps = int(values.get("off_road_steps", report.off_road_steps))
     if PIPELINE_LATENCY_TOPIC in available:
         report.latency_ms = [float(item.message.data) for item in read_messages(bag, [PIPELINE_LATENCY_TOPIC])]
+    for name, topic in PROCESSING_TIME_TOPICS.items():
+        if topic in available:
+            report.processing_ms[name] = [float(item.message.data) for item in read_messages(bag, [topic])]
     return report
 
 
