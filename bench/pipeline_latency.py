@@ -145,9 +145,7 @@ def main() -> int:
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         print(f"{name:34s} {p50:8.1f} {p90:8.1f} {p99:8.1f}")
     ratio = np.percentile(latencies, 99) / np.percentile(compute, 99)
-    print(
-        f"ratio: end-to-end p99 / model compute p99 = {ratio:.2f} (target <= 1.3); planned {len(latencies)}/{sent}"
-    )
+    print(f"ratio: end-to-end p99 / model compute p99 = {ratio:.2f} (target <= 1.3); planned {len(latencies)}/{sent}")
     return 0
 
 

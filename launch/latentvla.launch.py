@@ -2,11 +2,12 @@
 Python and YAML forms (and `latentvla launch latentvla.launch.yaml` without ROS) are one
 description. Launch arguments (name:=value) pass through to it; the YAML file lists them."""
 
-from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import AnyLaunchDescriptionSource
 from launch.substitutions import PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

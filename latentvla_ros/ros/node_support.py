@@ -42,6 +42,10 @@ def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None 
         status = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # A signal (SIGTERM from a launcher) shut the context down mid-spin: a normal exit.
     finally:
         for node in nodes:
             node.destroy_node()
