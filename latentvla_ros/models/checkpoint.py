@@ -96,6 +96,34 @@ def load_weights(model: torch.nn.Module, path_stem: Path) -> None:
         )
 
 
+def load_model(path_stem: Path, kind: str, config_type, model_type, expected=None):
+    """(model in eval mode, description) of a model whose config class has ``from_dict``/``to_dict``;
+    ``expected``: a config the file must match (one clear error naming every difference)."""
+    description = read_description(path_stem, kind)
+    config = config_type.from_dict(description["config"])
+    if expected is not None:
+        require_same_config(config.to_dict(), expected.to_dict(), str(path_stem))
+    model = model_type(config)
+    load_weights(model, path_stem)
+    model.eval()
+    return model, description
+
+
+def resume_point(checkpoint: Path, model: torch.nn.Module, resume: bool, out_dir: Path) -> tuple[int, Path | None]:
+    """(start step, optimizer state) of a run in ``out_dir``: the checkpoint's with ``resume``,
+    (0, None) for a new run; an existing run without ``resume`` is refused, never overwritten."""
+    description = _with(checkpoint, ".json")
+    if resume and description.is_file():
+        load_weights(model, checkpoint)
+        step = int(json.loads(description.read_text())["step"])
+        return step, checkpoint.parent / (checkpoint.name + "_optimizer")
+    if not resume and description.exists():
+        raise CheckpointError(
+            f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
+        )
+    return 0, None
+
+
 def require_same_config(found: dict, expected: dict, what: str) -> None:
     """One clear error naming every differing field."""
     differences = [

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentvla_ros.core.driving_command import DrivingCommand
-from latentvla_ros.models.checkpoint import load_weights, read_description, require_same_config, save_model
+from latentvla_ros.models.checkpoint import load_model, save_model
 from latentvla_ros.models.student import EGO_STATUS_SIZE, ConvEncoder, frames_to_tensor, scaled_ego_status
 
 KIND = "planner"
@@ -281,14 +281,7 @@ class FusionPlanner(nn.Module):
     @staticmethod
     def load(path_stem, expected: PlannerConfig | None = None) -> tuple[FusionPlanner, dict]:
         """The planner and its description; weights through safetensors with the sha256 checked."""
-        description = read_description(path_stem, KIND)
-        config = PlannerConfig.from_dict(description["config"])
-        if expected is not None:
-            require_same_config(config.to_dict(), expected.to_dict(), str(path_stem))
-        planner = FusionPlanner(config)
-        load_weights(planner, path_stem)
-        planner.eval()
-        return planner, description
+        return load_model(path_stem, KIND, PlannerConfig, FusionPlanner, expected)
 
 
 def latent_input_from_arrays(probabilities, action_embeddings, visual_embedding) -> LatentInput:

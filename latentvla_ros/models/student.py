@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentvla_ros.core.driving_command import DrivingCommand
-from latentvla_ros.models.checkpoint import load_weights, read_description, require_same_config, save_model
+from latentvla_ros.models.checkpoint import load_model, save_model
 
 KIND = "student"
 EGO_STATUS_SIZE = 5  # vx, vy, ax, ay, yaw rate (core.ego_state.EgoState.status_vector)
@@ -190,14 +190,7 @@ class LatentActionStudent(nn.Module):
     @staticmethod
     def load(path_stem, expected: StudentConfig | None = None) -> tuple[LatentActionStudent, dict]:
         """The student and its description; weights through safetensors with the sha256 checked."""
-        description = read_description(path_stem, KIND)
-        config = StudentConfig.from_dict(description["config"])
-        if expected is not None:
-            require_same_config(config.to_dict(), expected.to_dict(), str(path_stem))
-        student = LatentActionStudent(config)
-        load_weights(student, path_stem)
-        student.eval()
-        return student, description
+        return load_model(path_stem, KIND, StudentConfig, LatentActionStudent, expected)
 
 
 def scaled_ego_status(ego_status: torch.Tensor) -> torch.Tensor:

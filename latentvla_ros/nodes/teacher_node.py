@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
@@ -82,23 +81,7 @@ class TeacherNode(Node):
         self.processing_time.stop()
 
     def _diagnose(self) -> tuple[bytes, str, dict]:
-        counters = self.anchor.counters
-        values = {
-            "frames_received": counters.received,
-            "frames_processed": counters.processed,
-            "frames_dropped": counters.dropped,
-            "frames_without_odometry": counters.without_odometry,
-            "drop_rate": round(counters.drop_rate(), 3),
-            "input_errors": self.inputs.input_errors,
-            "processing_time_ms": round(self.processing_time.last_ms, 1),
-        }
-        if counters.received == 0:
-            return DiagnosticStatus.WARN, "no camera frames yet", values
-        if counters.processed == 0:
-            return DiagnosticStatus.WARN, "frames but no odometry within tolerance", values
-        if self.inputs.input_errors:
-            return DiagnosticStatus.WARN, f"malformed inputs skipped; last: {self.inputs.last_error}", values
-        return DiagnosticStatus.OK, "running", values
+        return self.inputs.diagnose(self.processing_time.last_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

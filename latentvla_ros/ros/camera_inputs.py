@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
@@ -91,3 +92,23 @@ class CameraInputs:
         self.input_errors += 1
         self.last_error = text
         self.node.get_logger().error(f"skipping input: {text}", throttle_duration_sec=2.0)
+
+    def diagnose(self, processing_time_ms: float) -> tuple[bytes, str, dict]:
+        """A camera-anchored model node's diagnostic status: frames in, run, dropped, errors."""
+        counters = self.anchor.counters
+        values = {
+            "frames_received": counters.received,
+            "frames_processed": counters.processed,
+            "frames_dropped": counters.dropped,
+            "frames_without_odometry": counters.without_odometry,
+            "drop_rate": round(counters.drop_rate(), 3),
+            "input_errors": self.input_errors,
+            "processing_time_ms": round(processing_time_ms, 1),
+        }
+        if counters.received == 0:
+            return DiagnosticStatus.WARN, "no camera frames yet", values
+        if counters.processed == 0:
+            return DiagnosticStatus.WARN, "frames but no odometry within tolerance", values
+        if self.input_errors:
+            return DiagnosticStatus.WARN, f"malformed inputs skipped; last: {self.last_error}", values
+        return DiagnosticStatus.OK, "running", values

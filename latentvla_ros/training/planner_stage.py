@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
-from latentvla_ros.models.checkpoint import CheckpointError, load_weights
+from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, planner_loss
 from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
 from latentvla_ros.models.student import LatentActionStudent
@@ -125,15 +125,7 @@ def train_planner(
             )
         planner = FusionPlanner(config)
         checkpoint = out_dir / CHECKPOINT
-        start_step, optimizer_state = 0, None
-        if resume and checkpoint.with_name(CHECKPOINT + ".json").is_file():
-            load_weights(planner, checkpoint)
-            saved = json.loads(checkpoint.with_name(CHECKPOINT + ".json").read_text())
-            start_step, optimizer_state = int(saved["step"]), checkpoint.with_name(CHECKPOINT + "_optimizer")
-        elif not resume and checkpoint.with_name(CHECKPOINT + ".json").exists():
-            raise CheckpointError(
-                f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
-            )
+        start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir)
         samples = load_planner_samples(data, config, "train")
         validation = load_planner_samples(data, config, "val")
         latents = student_latents(student, samples, config)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from latentvla_ros.evaluation.student_evaluation import evaluate_student, teacher_marginal
-from latentvla_ros.models.checkpoint import CheckpointError, load_weights
+from latentvla_ros.models.checkpoint import resume_point
 from latentvla_ros.models.student import LatentActionStudent, StudentConfig, distillation_kl
 from latentvla_ros.models.student_features import StudentSamples, load_student_samples
 from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
@@ -105,15 +105,7 @@ def train_student(
             config, horizon=horizon, codebook_size=codes, embedding_dim=samples.action_embeddings.shape[-1]
         )
         student = LatentActionStudent(config)
-        start_step, optimizer_state = 0, None
-        if resume and checkpoint.with_name(CHECKPOINT + ".json").is_file():
-            load_weights(student, checkpoint)
-            saved = json.loads(checkpoint.with_name(CHECKPOINT + ".json").read_text())
-            start_step, optimizer_state = int(saved["step"]), checkpoint.with_name(CHECKPOINT + "_optimizer")
-        elif not resume and checkpoint.with_name(CHECKPOINT + ".json").exists():
-            raise CheckpointError(
-                f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
-            )
+        start_step, optimizer_state = resume_point(checkpoint, student, resume, out_dir)
         marginal = teacher_marginal(samples.probabilities)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "training_config.json").write_text(
