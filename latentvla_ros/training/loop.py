@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import distributed
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from latentvla_ros.models.checkpoint import load_optimizer, save_optimizer
@@ -74,6 +74,19 @@ class StageSchedule:
             return self.learning_rate * warmup
         progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class RowNumbers(Dataset):
+    """The numbers 0..count-1: stages whose ``collate`` builds the batch from rows of their samples."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> int:
+        return index
 
 
 class MetricsLog:

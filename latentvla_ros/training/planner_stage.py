@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
@@ -23,7 +22,14 @@ from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, planner_loss
 from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
 from latentvla_ros.models.student import LatentActionStudent
-from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+from latentvla_ros.training.loop import (
+    MetricsLog,
+    RowNumbers,
+    StageSchedule,
+    setup_runtime,
+    teardown_runtime,
+    train_stage,
+)
 
 MODEL_VERSION = "1.0"
 CHECKPOINT = "planner_checkpoint"
@@ -53,17 +59,6 @@ def student_latents(student: LatentActionStudent | None, samples: PlannerSamples
             f"{config.image_height}x{config.image_width}: both read the same resized frames"
         )
     return predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
-
-
-class _Rows(Dataset):
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> int:
-        return index
 
 
 def collate_planner(samples: PlannerSamples, latents: dict | None):
@@ -159,7 +154,7 @@ def train_planner(
         )
         train_stage(
             "planner" if config.use_fusion else "planner_nofusion", planner, list(planner.parameters()), loss,
-            _Rows(len(samples)), schedule, runtime, checkpoint, save_checkpoint, evaluate,
+            RowNumbers(len(samples)), schedule, runtime, checkpoint, save_checkpoint, evaluate,
             MetricsLog(out_dir / "metrics.jsonl", runtime.is_main), start_step, optimizer_state, training.seed,
             collate=collate_planner(samples, latents),
         )  # fmt: skip

@@ -18,13 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from latentvla_ros.evaluation.student_evaluation import evaluate_student, teacher_marginal
 from latentvla_ros.models.checkpoint import resume_point
 from latentvla_ros.models.student import LatentActionStudent, StudentConfig, distillation_kl
 from latentvla_ros.models.student_features import StudentSamples, load_student_samples
-from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+from latentvla_ros.training.loop import (
+    MetricsLog,
+    RowNumbers,
+    StageSchedule,
+    setup_runtime,
+    teardown_runtime,
+    train_stage,
+)
 
 MODEL_VERSION = "1.0"
 CHECKPOINT = "student_checkpoint"
@@ -40,17 +46,6 @@ class StudentTrainingConfig:
     lam_weight: float = 0.1
     evaluate_every: int = 500
     seed: int = 0
-
-
-class _Rows(Dataset):
-    def __init__(self, samples: StudentSamples) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> int:
-        return index
 
 
 def collate_rows(samples: StudentSamples):
@@ -131,7 +126,7 @@ def train_student(
             cosine_decay=True,
         )
         train_stage(
-            "student", student, list(student.parameters()), student_loss(training), _Rows(samples), schedule,
+            "student", student, list(student.parameters()), student_loss(training), RowNumbers(len(samples)), schedule,
             runtime, checkpoint, save_checkpoint, evaluate, MetricsLog(out_dir / "metrics.jsonl", runtime.is_main),
             start_step, optimizer_state, training.seed, collate=collate_rows(samples),
         )  # fmt: skip

@@ -18,14 +18,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import Dataset
 
 from latentvla_ros.evaluation.teacher_evaluation import evaluate_teacher, majority_token
 from latentvla_ros.models.checkpoint import CheckpointError
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
 from latentvla_ros.models.teacher.teacher_features import TeacherSamples, load_teacher_samples
 from latentvla_ros.models.teacher.teacher_model import DESCRIPTION_FILE, LatentActionTeacher
-from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+from latentvla_ros.training.loop import (
+    MetricsLog,
+    RowNumbers,
+    StageSchedule,
+    setup_runtime,
+    teardown_runtime,
+    train_stage,
+)
 
 MODEL_VERSION = "1.0"
 CHECKPOINT_DIR = "teacher_checkpoint"
@@ -42,19 +48,6 @@ class TeacherTrainingConfig:
     evaluation_frames: int = 256
     lora_rank: int = 0  # 0: full fine-tuning
     seed: int = 0
-
-
-class _Rows(Dataset):
-    """Row numbers; the teacher's own processor makes the batch (``collate``)."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> int:
-        return index
 
 
 def _apply_lora(teacher: LatentActionTeacher, rank: int):
@@ -155,7 +148,7 @@ def train_teacher(
             checkpoint_every=training.evaluate_every,
         )
         train_stage(
-            "teacher", network, parameters, loss, _Rows(len(samples)), schedule, runtime,
+            "teacher", network, parameters, loss, RowNumbers(len(samples)), schedule, runtime,
             checkpoint / "state", save_checkpoint, evaluate,
             MetricsLog(out_dir / "metrics.jsonl", runtime.is_main), start_step, optimizer_state, training.seed,
             collate=_collate(teacher, samples),
