@@ -254,6 +254,64 @@ def test_no_fusion_planner_plans_without_latent_actions(small_models, rclpy_cont
     assert "Traceback" not in output, output[-3000:]
 
 
+def test_foxglove_port_streams_the_plan_to_a_websocket_client(small_models, rclpy_context):
+    """The optional live view: a Foxglove client sees the camera, path and markers channels
+    and receives plans stamped with the camera stamp."""
+    pytest.importorskip("foxglove")
+    import json
+    import socket
+    import struct
+
+    from websocket_client import WebSocketClient
+
+    with socket.socket() as probe:  # a free loopback port for the node to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = [
+        _start(
+            "planner_node",
+            "-r",
+            "~/input/image:=/cam",
+            "-r",
+            "~/input/odometry:=/odom",
+            "-p",
+            f"model_path:={small_models / 'planner_nofusion_v1.0'}",
+            "-p",
+            f"foxglove_port:={port}",
+        )
+    ]
+    inputs = SimulatedInputs(rclpy_context)
+    client = None
+    try:
+        assert inputs.advance_until(lambda: inputs.received["trajectory"], 60.0), "no plan"
+        client = WebSocketClient(port, "foxglove.sdk.v1")
+        client.sock.settimeout(0.05)
+        channels, stamps = {}, []
+        started = time.monotonic()
+        while time.monotonic() - started < 30.0 and not stamps:
+            inputs.advance(0.1)
+            try:
+                opcode, data = client.receive()
+            except TimeoutError:
+                continue
+            if opcode == 1 and json.loads(data)["op"] == "advertise":
+                channels.update({c["topic"]: c["id"] for c in json.loads(data)["channels"]})
+                subscriptions = [{"id": 100 + i, "channelId": i} for i in channels.values()]
+                client.send_json({"op": "subscribe", "subscriptions": subscriptions})
+            elif opcode == 2:
+                _, subscription, log_time = struct.unpack("<BIQ", data[:13])
+                if subscription == 100 + channels["/latentvla/planned_path"]:
+                    stamps.append(log_time)
+        assert set(channels) == {"/latentvla/camera", "/latentvla/planned_path", "/latentvla/markers"}, channels
+        assert stamps and stamps[0] in inputs.camera_stamps
+    finally:
+        if client is not None:
+            client.close()
+        output = _stop(processes)
+        inputs.close()
+    assert "Foxglove live view on ws://127.0.0.1" in output and "Traceback" not in output, output[-3000:]
+
+
 @pytest.mark.parametrize(
     ("node", "parameter", "message"),
     [
@@ -261,6 +319,7 @@ def test_no_fusion_planner_plans_without_latent_actions(small_models, rclpy_cont
         ("student_node", "crop:=[0.6, 0.5, 0.0, 0.0]", "crop"),
         ("student_node", "camera_qos_reliability:=sometimes", "camera_qos_reliability"),
         ("planner_node", "model_path:=/nonexistent/planner", "model_path"),
+        ("planner_node", "foxglove_port:=70000", "foxglove_port"),
     ],
 )
 def test_bad_parameters_are_one_line_and_exit_2(node, parameter, message):

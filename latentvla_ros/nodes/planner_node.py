@@ -12,6 +12,8 @@ path and the latent actions in words), plus processing time, pipeline latency (n
 clock now - camera stamp) and /diagnostics. A watchdog on the node's clock publishes a
 comfortable stop (mode SAFE_STOP) and an ERROR diagnostic while camera, odometry or
 latent actions are older than ``stale_timeout_s``, and returns to planning by itself.
+With ``foxglove_port`` > 0 it also streams the frame, the path and the glosses to the
+Foxglove app over a WebSocket (``planning/foxglove_stream.py``; needs ``foxglove-sdk``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from latentvla_ros.models.checkpoint import CheckpointError
 from latentvla_ros.models.planner import FusionPlanner
 from latentvla_ros.msg import LatentActions as LatentActionsMsg
 from latentvla_ros.msg import PlannedTrajectory
+from latentvla_ros.planning.foxglove_stream import FoxgloveStream, FoxgloveUnavailable
 from latentvla_ros.planning.latent_glosses import gloss_text, load_glosses
 from latentvla_ros.planning.latentvla_planner import LatentVLAPlanner
 from latentvla_ros.planning.safe_stop import safe_stop_trajectory
@@ -68,6 +71,9 @@ class PlannerNode(Node):
         require(timeout > 0.0, f"stale_timeout_s must be > 0, got {timeout}")
         require(self.deceleration > 0.0, f"safe_stop_deceleration_mps2 must be > 0, got {self.deceleration}")
         require(self.teacher_max_age_ns > 0, "teacher_max_age_s must be > 0")
+        self.foxglove: FoxgloveStream | None = None
+        foxglove_port = self.get_parameter("foxglove_port").value
+        require(0 <= foxglove_port <= 65535, f"foxglove_port must be 0 (off) or a TCP port, got {foxglove_port}")
         try:
             model, description = FusionPlanner.load(Path(model_path))
         except (CheckpointError, OSError) as error:
@@ -98,11 +104,29 @@ class PlannerNode(Node):
         self.processing_time = ProcessingTimePublisher(self)
         self.diagnostics = DiagnosticsPublisher(self, "latentvla_planner", self._diagnose)
         self.create_timer(WATCHDOG_PERIOD_S, self._watch, callback_group=MutuallyExclusiveCallbackGroup())
+        self.foxglove = self._start_foxglove(foxglove_port, self.get_parameter("foxglove_host").value)
         source = "teacher/student" if self.use_teacher else "student"
         fusion = f"fusion of {source} latent actions" if self.fusion else "no fusion"
         self.get_logger().info(
             f"planner {description['version']} from {model_path}: {fusion}, safe stop after {timeout:.2f} s stale"
         )
+
+    def _start_foxglove(self, port: int, host: str) -> FoxgloveStream | None:
+        """The optional live view; it failing to start leaves planning untouched."""
+        if port == 0:
+            return None
+        try:
+            stream = FoxgloveStream(port, host, self.inputs.base_frame)
+        except FoxgloveUnavailable as error:
+            self.get_logger().error(f"Foxglove live view off: {error}")
+            return None
+        self.get_logger().info(f"Foxglove live view on ws://{host}:{stream.port}")
+        return stream
+
+    def destroy_node(self) -> None:
+        if self.foxglove is not None:
+            self.foxglove.close()
+        super().destroy_node()
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -182,6 +206,8 @@ class PlannerNode(Node):
         self.marker_publisher.publish(
             conversions.trajectory_to_markers(trajectory, stamp_ns, namespace="latentvla", label=label)
         )
+        if self.foxglove is not None:
+            self.foxglove.publish(stamp_ns, frames[-1], trajectory, label)
         self.counters["plans"] += 1
         self.processing_time.stop()
         self.latency_publisher.publish(Float64(data=(self._now_ns() - stamp_ns) * 1e-6))
