@@ -18,7 +18,7 @@ from latentvla_ros.planning.foxglove_stream import (  # noqa: E402
     FoxgloveStream,
     FoxgloveUnavailable,
 )
-from websocket_client import WebSocketClient  # noqa: E402
+from helpers.websocket_client import WebSocketClient  # noqa: E402
 
 TEXT, BINARY = 0x1, 0x2
 

@@ -262,7 +262,7 @@ def test_foxglove_port_streams_the_plan_to_a_websocket_client(small_models, rclp
     import socket
     import struct
 
-    from websocket_client import WebSocketClient
+    from helpers.websocket_client import WebSocketClient
 
     with socket.socket() as probe:  # a free loopback port for the node to bind
         probe.bind(("127.0.0.1", 0))

@@ -67,7 +67,7 @@ class DriveReport:
         }
 
 
-MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert"}
+MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert", 4: "baseline"}
 
 
 def _odometry(bag: Path) -> tuple[np.ndarray, np.ndarray]:

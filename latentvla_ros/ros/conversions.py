@@ -156,6 +156,7 @@ def trajectory_to_msg(
         PlannedTrajectory.MODE_UNDISTILLED,
         PlannedTrajectory.MODE_SAFE_STOP,
         PlannedTrajectory.MODE_EXPERT,
+        PlannedTrajectory.MODE_BASELINE,
     ):
         raise InputError("PlannedTrajectory.mode", "one of PlannedTrajectory.MODE_*", mode)
     kinematics = trajectory.kinematics(initial_speed_mps)

@@ -164,12 +164,37 @@ def _node_process(body: dict, arguments: dict[str, str]) -> NodeProcess:
     return NodeProcess(str(name), command, on_exit == "shutdown")
 
 
+def start_nodes(plan: LaunchPlan) -> None:
+    for node in plan.nodes:
+        node.process = subprocess.Popen(node.command)
+
+
+def stop_nodes(plan: LaunchPlan) -> bool:
+    """SIGINT every node still running, wait (kill after the grace period); True if any failed."""
+    for node in plan.nodes:
+        if node.process.poll() is None:
+            node.process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + SHUTDOWN_GRACE_S
+    for node in plan.nodes:
+        try:
+            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"[launch] {node.name} did not stop within {SHUTDOWN_GRACE_S:.0f} s: killing it", file=sys.stderr)
+            node.process.kill()
+            node.process.wait()
+    failed = False
+    for node in plan.nodes:
+        code = node.process.returncode
+        if code not in (0, -signal.SIGINT):
+            print(f"[launch] {node.name} exited with status {code}", file=sys.stderr)
+            failed = True
+    return failed
+
+
 def run_launch(plan: LaunchPlan) -> int:
     """Start every node; stop all on Ctrl-C or when an ``on_exit: shutdown`` node exits.
     Returns non-zero if any node failed."""
-    for node in plan.nodes:
-        node.process = subprocess.Popen(node.command)
-    failed = False
+    start_nodes(plan)
     try:
         while True:
             exited = [n for n in plan.nodes if n.process.poll() is not None]
@@ -179,22 +204,7 @@ def run_launch(plan: LaunchPlan) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for node in plan.nodes:
-            if node.process.poll() is None:
-                node.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        for node in plan.nodes:
-            try:
-                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"[launch] {node.name} did not stop within {SHUTDOWN_GRACE_S:.0f} s: killing it", file=sys.stderr)
-                node.process.kill()
-                node.process.wait()
-    for node in plan.nodes:
-        code = node.process.returncode
-        if code not in (0, -signal.SIGINT):
-            print(f"[launch] {node.name} exited with status {code}", file=sys.stderr)
-            failed = True
+        failed = stop_nodes(plan)
     return 1 if failed else 0
 
 
