@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from latentvla_ros import __version__
+from latentvla_ros.cli_evaluation import add_parsers as add_evaluation_parsers
 from latentvla_ros.cli_planning import add_parsers as add_planning_parsers
 from latentvla_ros.core.validation import InputError
 from latentvla_ros.data.errors import BagError
@@ -454,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="latentvla: the student + fusion planner with the shipped models; expert: the privileged expert",
     )  # fmt: skip
     demo.set_defaults(handler=_cmd_demo)
+    add_evaluation_parsers(subcommands)
     return parser
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from latentvla_ros import topics
 from latentvla_ros.core.se2 import wrap_angle
-from latentvla_ros.data.bag_io import bag_topics, read_messages
+from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
 from latentvla_ros.data.preview import draw_road_map, draw_trajectory_on_frame, read_camera_model, read_episodes
 from latentvla_ros.ros import conversions
 
@@ -70,10 +70,10 @@ class DriveReport:
 MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert", 4: "baseline"}
 
 
-def _odometry(bag: Path) -> tuple[np.ndarray, np.ndarray]:
+def _odometry(bag: Path, topic: str = topics.ODOMETRY, frames: tuple[str, str] = ("map", "base_link")):
     stamps, poses = [], []
-    for item in read_messages(bag, [topics.ODOMETRY]):
-        ego = conversions.odometry_to_ego_state(item.message)
+    for item in read_messages(bag, [topic]):
+        ego = conversions.odometry_to_ego_state(item.message, *frames)
         stamps.append(ego.stamp_ns)
         poses.append(ego.pose)
     return np.asarray(stamps, dtype=np.int64), np.asarray(poses)
@@ -146,15 +146,25 @@ def _plans_in_map(bag: Path, stamps: np.ndarray, poses: np.ndarray, every_s: flo
     return plans
 
 
-def render_drive(bag: Path, out_png: Path, frame_count: int = 4) -> Path:
-    """Driven path (black) and planned paths (green) over the map; below, camera frames
-    with the plan made from each projected on the road."""
+def render_drive(
+    bag: Path,
+    out_png: Path,
+    frame_count: int = 4,
+    odometry_topic: str = topics.ODOMETRY,
+    camera_topic: str = topics.CAMERA_IMAGE_COMPRESSED,
+    frames: tuple[str, str] = ("map", "base_link"),
+    frame_stamps: list[int] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Driven path (black) and planned paths (green) over the map (when the bag names its
+    scenario); below, camera frames (evenly spread, or at ``frame_stamps``: e.g. the worst
+    moments) with the plan made from each projected on the road where the camera is known."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stamps, poses = _odometry(bag)
+    stamps, poses = _odometry(bag, odometry_topic, frames)
     episodes = read_episodes(bag)
     figure = plt.figure(figsize=(12, 9), dpi=100)
     axis = figure.add_axes([0.06, 0.34, 0.9, 0.62])
@@ -172,8 +182,8 @@ def render_drive(bag: Path, out_png: Path, frame_count: int = 4) -> Path:
     axis.set_ylim(poses[:, 1].min() - margin, poses[:, 1].max() + margin)
     axis.set_aspect("equal")
     axis.legend(loc="upper right")
-    axis.set_title(f"closed loop: {len(episodes)} episode(s), {(stamps[-1] - stamps[0]) * 1e-9:.0f} s")
-    for number, (stamp, frame) in enumerate(_frames_with_plans(bag, frame_count)):
+    axis.set_title(title or f"closed loop: {len(episodes)} episode(s), {(stamps[-1] - stamps[0]) * 1e-9:.0f} s")
+    for number, (stamp, frame) in enumerate(_frames_with_plans(bag, frame_count, camera_topic, frame_stamps)):
         frame_axis = figure.add_axes([0.03 + number * 0.94 / frame_count, 0.02, 0.94 / frame_count - 0.01, 0.28])
         frame_axis.imshow(frame)
         frame_axis.set_title(f"t = {stamp * 1e-9:.1f} s", fontsize=9)
@@ -185,12 +195,18 @@ def render_drive(bag: Path, out_png: Path, frame_count: int = 4) -> Path:
     return out_png
 
 
-def _frames_with_plans(bag: Path, count: int) -> list[tuple[int, np.ndarray]]:
-    """Camera frames (evenly spread) with the trajectory planned from each drawn on the road."""
-    camera_topic = topics.CAMERA_IMAGE_COMPRESSED
-    if camera_topic not in bag_topics(bag):
+def _frames_with_plans(
+    bag: Path, count: int, camera_topic: str, stamps: list[int] | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """Camera frames (evenly spread, or those at ``stamps``) with the trajectory planned from
+    each drawn on the road (when camera info and its transform are in the bag)."""
+    available = bag_topics(bag)
+    if camera_topic not in available:
         return []
-    camera = read_camera_model(bag)
+    try:
+        camera = read_camera_model(bag)
+    except BagError:
+        camera = None  # a bag without calibration: frames without the projection
     plans = {}
     for item in read_messages(bag, [topics.TRAJECTORY]):
         poses = [
@@ -200,14 +216,22 @@ def _frames_with_plans(bag: Path, count: int) -> list[tuple[int, np.ndarray]]:
         plans[conversions.time_to_ns(item.message.header.stamp)] = np.array(poses)
     frames = list(read_messages(bag, [camera_topic]))
     planned = [f for f in frames if conversions.time_to_ns(f.message.header.stamp) in plans]
-    chosen = [planned[i] for i in np.linspace(0, len(planned) - 1, min(count, len(planned))).round().astype(int)]
+    if stamps is not None:
+        chosen = [f for s in stamps for f in planned if conversions.time_to_ns(f.message.header.stamp) == s][:count]
+    else:
+        chosen = [planned[i] for i in np.linspace(0, len(planned) - 1, min(count, len(planned))).round().astype(int)]
     pictures = []
     for item in chosen:
         stamp = conversions.time_to_ns(item.message.header.stamp)
-        image = conversions.compressed_image_from_msg(item.message)
+        if available[camera_topic][0].endswith("CompressedImage"):
+            image = conversions.compressed_image_from_msg(item.message)
+        else:
+            image = conversions.image_from_msg(item.message)
         trajectory = plans[stamp]
         trajectory[:, 2] = wrap_angle(trajectory[:, 2])
-        pictures.append((stamp, cv2.resize(draw_trajectory_on_frame(image, camera, trajectory), None, fx=2, fy=2)))
+        if camera is not None:
+            image = draw_trajectory_on_frame(image, camera, trajectory)
+        pictures.append((stamp, cv2.resize(image, None, fx=2, fy=2)))
     return pictures
 
 

@@ -91,6 +91,14 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     return True
 
 
+def _reach_m(length: float, width: float) -> float:
+    """Half the diagonal of a box: no point of it is farther from its centre."""
+    return 0.5 * float(np.hypot(length, width))
+
+
+EGO_REACH_M = _reach_m(EGO_LENGTH_M, EGO_WIDTH_M)
+
+
 def _ego_states(trajectory: Trajectory, speed_mps: float) -> tuple[np.ndarray, np.ndarray]:
     """(T, 3) poses and (T,) speeds of the plan."""
     kinematics = trajectory.kinematics(speed_mps)
@@ -104,7 +112,9 @@ def no_collision(trajectory: Trajectory, speed_mps: float, agents: AgentBoxes) -
         ego = box_corners(*pose, EGO_LENGTH_M, EGO_WIDTH_M)
         for agent in range(len(agents.sizes)):
             other = agents.poses[agent, step]
-            if np.isnan(other).any() or not boxes_overlap(ego, box_corners(*other, *agents.sizes[agent])):
+            if np.isnan(other).any() or np.hypot(*(other[:2] - pose[:2])) > EGO_REACH_M + _reach_m(*agents.sizes[agent]):
+                continue  # too far apart to touch (a cheap bound before the polygon test)
+            if not boxes_overlap(ego, box_corners(*other, *agents.sizes[agent])):
                 continue
             if speed < STOPPED_SPEED_MPS:
                 continue  # hit while standing: not the ego's fault
@@ -133,6 +143,9 @@ def time_to_collision(trajectory: Trajectory, speed_mps: float, agents: AgentBox
             other = agents.poses[agent, step]
             if np.isnan(other).any() or _in_frame(pose, other[:2])[0] < 0.0:
                 continue  # absent, or behind the ego
+            closing_m = (speed + np.hypot(*agents.velocities[agent, step])) * TTC_HORIZON_S
+            if np.hypot(*(other[:2] - pose[:2])) > closing_m + EGO_REACH_M + _reach_m(*agents.sizes[agent]):
+                continue  # cannot meet within the horizon
             for dt in offsets:
                 ego = box_corners(*(pose[:2] + heading * speed * dt), pose[2], EGO_LENGTH_M, EGO_WIDTH_M)
                 moved = other[:2] + agents.velocities[agent, step] * dt

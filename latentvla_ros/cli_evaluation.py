@@ -1,0 +1,185 @@
+"""``latentvla replay`` and ``latentvla closed-loop``: planners judged through the live graph.
+
+Both start the planner graph from this package's launch files (the same graph
+``ros2 launch`` starts), drive it on sim time, record what it answers to an MCAP bag and
+score every plan (``evaluation/plan_scoring.py``); both write ``report.json``,
+``report.md`` and PNGs into one output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from latentvla_ros import topics
+from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER
+
+# Planner name -> (launch file, its arguments, needs the camera).
+PLANNERS = {
+    "latentvla": ("latentvla.launch.yaml", {"planner_model": SHIPPED_PLANNER}, True),
+    "latentvla_teacher": ("latentvla.launch.yaml", {"planner_model": SHIPPED_PLANNER, "use_teacher": "true"}, True),
+    "no_fusion": ("latentvla.launch.yaml", {"planner_model": SHIPPED_NO_FUSION_PLANNER}, True),
+    "constant_velocity": ("baseline.launch.yaml", {"planner": "constant_velocity"}, False),
+}
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def add_bag_topic_options(parser: argparse.ArgumentParser, camera_default: str = topics.CAMERA_IMAGE_COMPRESSED) -> None:
+    """The topic and frame options every bag command takes (same names, same defaults)."""
+    parser.add_argument("--camera-topic", default=camera_default, help="Image or CompressedImage")
+    parser.add_argument("--odometry-topic", default=topics.ODOMETRY, help="nav_msgs/Odometry")
+    parser.add_argument("--odometry-frame", default="map", help="expected Odometry.header.frame_id (often odom)")
+    parser.add_argument("--base-frame", default="base_link", help="expected Odometry.child_frame_id")
+
+
+def _check_replay_topics(bag: Path, args: argparse.Namespace, needs_camera: bool) -> tuple[str | None, str]:
+    """The camera topic (None: none in the bag) and its transport; one clear error otherwise."""
+    from latentvla_ros.data.bag_io import BagError, bag_topics
+
+    available = bag_topics(bag)
+    listing = ", ".join(f"{t} ({kind})" for t, (kind, _) in sorted(available.items()))
+    odometry = available.get(args.odometry_topic)
+    if odometry is None:
+        raise BagError(f"{bag}: no odometry topic {args.odometry_topic} (--odometry-topic); the bag has: {listing}")
+    if odometry[0] != "nav_msgs/msg/Odometry":
+        raise BagError(f"{bag}: topic {args.odometry_topic} is {odometry[0]}, expected nav_msgs/msg/Odometry")
+    camera_topic = args.camera_topic
+    if camera_topic not in available and camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
+        camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
+    if camera_topic not in available:
+        if needs_camera:
+            raise BagError(
+                f"{bag}: no camera topic {args.camera_topic} (--camera-topic): planner '{args.planner}' needs one; "
+                f"an odometry-only bag replays with --planner constant_velocity. The bag has: {listing}"
+            )
+        return None, "raw"
+    kind = available[camera_topic][0]
+    if kind not in IMAGE_TYPES:
+        raise BagError(f"{bag}: topic {camera_topic} is {kind}, expected {' or '.join(IMAGE_TYPES)}")
+    return camera_topic, "compressed" if kind.endswith("CompressedImage") else "raw"
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import rclpy
+    from tqdm import tqdm
+
+    from latentvla_ros.cli import _launch_file
+    from latentvla_ros.data.drive_report import render_drive
+    from latentvla_ros.evaluation.evaluation_report import plot_scores, write_report
+    from latentvla_ros.evaluation.plan_scoring import ScoringTopics, score_plans
+    from latentvla_ros.planning.latentvla_planner import LATENT_STEP_S
+    from latentvla_ros.ros.bag_replay import PlayedTopic, replay_bag
+    from latentvla_ros.ros.launch_yaml import plan_launch, start_nodes, stop_nodes
+
+    bag, out_dir = Path(args.bag), Path(args.out)
+    launch_file, launch_arguments, needs_camera = PLANNERS[args.planner]
+    camera_topic, transport = _check_replay_topics(bag, args, needs_camera)
+    output_bag = out_dir / "bag"
+    shutil.rmtree(output_bag, ignore_errors=True)  # this command's own output from an earlier run
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        **launch_arguments,
+        "use_sim_time": "true",
+        "odometry_topic": args.odometry_topic,
+        "odometry_frame": args.odometry_frame,
+        "base_frame": args.base_frame,
+    }
+    if needs_camera:
+        played = [PlayedTopic(camera_topic, camera_topic, True), PlayedTopic(args.odometry_topic, args.odometry_topic, False)]
+        overrides.update({"image_topic": camera_topic, "image_transport": transport})
+    else:
+        played = [PlayedTopic(args.odometry_topic, args.odometry_topic, True)]
+    plan = plan_launch(_launch_file(launch_file), overrides)
+    pace = "lock-stepped (as fast as the graph answers)" if args.rate is None else f"at {args.rate:g}x real time"
+    if needs_camera and args.rate is None and args.plan_every:
+        pace += f", planning every {args.plan_every:g} s"
+    print(f"replay: {bag} -> {args.planner} ({', '.join(n.name for n in plan.nodes)}), {pace}")
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    start_nodes(plan)
+    try:
+        with tqdm(desc="replay", unit=" s of log", file=sys.stderr, leave=False) as bar:
+
+            def progress(log_ns: int) -> None:
+                if log_ns * 1e-9 - bar.n >= 1.0:
+                    bar.update(int(log_ns * 1e-9 - bar.n))
+
+            result = replay_bag(
+                context,
+                bag,
+                played,
+                output_bag,
+                lockstep=args.rate is None,
+                rate=args.rate or 1.0,
+                answer_timeout_s=args.answer_timeout,
+                plan_every_s=args.plan_every if needs_camera and args.rate is None else None,
+                history_s=LATENT_STEP_S if needs_camera else 0.0,
+                progress=progress,
+            )
+    finally:
+        stop_nodes(plan)
+        rclpy.shutdown(context=context)
+    scores = score_plans(
+        output_bag, ScoringTopics(odometry=args.odometry_topic, odometry_frame=args.odometry_frame, base_frame=args.base_frame)
+    )
+    summary = scores.summary()
+    rows = {args.planner: summary}
+    details = {
+        "command": "latentvla replay " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["replay"] else "",
+        "bag": str(bag),
+        "output_bag": str(output_bag),
+        "pace": pace,
+        "log_s": round(result.log_s, 2),
+        "wall_s": round(result.wall_s, 2),
+        "real_time_factor": round(result.real_time_factor, 2),
+        "messages_played": result.played,
+        "frames_awaited": result.awaited,
+        "frames_missed": result.missed,
+        "recorded": result.recorded,
+        "per_plan": scores.rows,
+    }
+    json_path, md_path = write_report(out_dir, f"Replay of {bag.name}: {args.planner}", rows, details)
+    print(
+        f"replayed {result.log_s:.1f} s of log in {result.wall_s:.1f} s wall ({result.real_time_factor:.1f}x real time); "
+        f"{summary['plans']} plans scored, {summary['unscored']} without a full 4 s future"
+        + (f", {result.missed} of {result.awaited} frames unanswered" if result.missed else "")
+    )
+    print(md_path.read_text().split("\n", 2)[2].rstrip())
+    worst = sorted(scores.rows, key=lambda row: -row["fde_4s"])[:3]
+    drive_png = render_drive(
+        output_bag,
+        out_dir / "replay_drive.png",
+        frame_count=3,
+        odometry_topic=args.odometry_topic,
+        camera_topic=camera_topic or "",
+        frames=(args.odometry_frame, args.base_frame),
+        frame_stamps=sorted(row["stamp_ns"] for row in worst),
+        title=f"replay of {bag.name} with {args.planner}: driven (black), planned (green); below: worst FDE@4s moments",
+    )
+    scores_png = plot_scores(rows, out_dir / "replay_scores.png")
+    print(f"bag:      {output_bag}\nreport:   {json_path}, {md_path}\npictures: {drive_png}" + (f", {scores_png}" if scores_png else ""))
+    return 0
+
+
+def add_parsers(subcommands) -> None:
+    replay = subcommands.add_parser(
+        "replay", help="play a rosbag2 into the live planner graph on sim time, record and score its plans"
+    )
+    replay.add_argument("bag", help="a rosbag2 (folder or .mcap/.db3 file)")
+    replay.add_argument("--planner", choices=sorted(PLANNERS), default="latentvla")
+    replay.add_argument("--out", default="out/replay", help="output folder (bag, report.json/md, PNGs)")
+    replay.add_argument(
+        "--rate", type=float, help="play at this multiple of real time; default: lock-stepped, as fast as the graph answers"
+    )
+    replay.add_argument(
+        "--plan-every",
+        type=float,
+        default=0.5,
+        help="camera planners: plan on one frame per this many seconds (NAVSIM: 0.5); 0: every frame",
+    )
+    replay.add_argument("--answer-timeout", type=float, default=2.0, help="lock-step: wall seconds to wait for a plan")
+    add_bag_topic_options(replay)
+    replay.set_defaults(handler=_cmd_replay)
