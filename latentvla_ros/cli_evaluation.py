@@ -9,6 +9,7 @@ score every plan (``evaluation/plan_scoring.py``); both write ``report.json``,
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import sys
@@ -183,3 +184,124 @@ def add_parsers(subcommands) -> None:
     replay.add_argument("--answer-timeout", type=float, default=2.0, help="lock-step: wall seconds to wait for a plan")
     add_bag_topic_options(replay)
     replay.set_defaults(handler=_cmd_replay)
+    add_closed_loop_parser(subcommands)
+
+
+# Closed loop: planner name -> (launch file with simulator + planner + recorder, its arguments).
+CLOSED_LOOP = {
+    "expert": ("demo.launch.yaml", {}),
+    "constant_velocity": ("sim_baseline.launch.yaml", {}),
+    "no_fusion": ("sim.launch.yaml", {"planner_model": SHIPPED_NO_FUSION_PLANNER}),
+    "latentvla": ("sim.launch.yaml", {"planner_model": SHIPPED_PLANNER}),
+    "latentvla_teacher": ("sim_teacher.launch.yaml", {}),
+}
+
+
+def _closed_loop_run(planner: str, run, run_dir: Path) -> dict:
+    """One suite entry driven by one planner through the live graph; its numbers."""
+    import numpy as np
+
+    from latentvla_ros.cli import _launch_file
+    from latentvla_ros.data.drive_report import _odometry, drive_report
+    from latentvla_ros.evaluation.plan_scoring import score_plans
+    from latentvla_ros.ros.launch_yaml import plan_launch, run_launch
+
+    bag = run_dir / "bag"
+    shutil.rmtree(bag, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    launch_file, arguments = CLOSED_LOOP[planner]
+    overrides = {
+        **arguments,
+        "scenario": run.scenario,
+        "seed": str(run.seed),
+        "duration_s": str(run.duration_s),
+        "start_lateral_offset_m": str(run.lateral_offset_m),
+        "start_heading_offset_rad": str(run.heading_offset_rad),
+        "bag_path": str(bag),
+    }
+    log = run_dir / "launch.log"
+    with open(log, "w") as output:  # the graph's own log lines stay out of the table
+        saved = os.dup(1), os.dup(2)
+        os.dup2(output.fileno(), 1)
+        os.dup2(output.fileno(), 2)
+        try:
+            status = run_launch(plan_launch(_launch_file(launch_file), overrides))
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+    if status != 0 or not bag.is_dir():
+        raise RuntimeError(f"closed loop {planner} on {run.name}: the graph did not finish cleanly; see {log}")
+    drive = drive_report(bag).summary()
+    scores = score_plans(bag)
+    _, poses = _odometry(bag)
+    steps = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) if len(poses) > 1 else np.zeros(0)
+    return {
+        "run": run.name,
+        "bag": str(bag),
+        "drive": drive,
+        "scores": scores.summary(),
+        "per_plan": scores.rows,
+        "distance_km": float(steps[steps < 10.0].sum()) / 1000.0,  # episode restarts are jumps, not driving
+        "steps": round(drive["simulated_s"] * 10.0),
+    }
+
+
+def _cmd_closed_loop(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from latentvla_ros.evaluation.closed_loop_figures import plot_scenario_paths, render_worst_moments
+    from latentvla_ros.evaluation.closed_loop_suite import SUITES, aggregate_runs, suite_minutes
+    from latentvla_ros.evaluation.evaluation_report import plot_scores, write_report
+
+    out_dir = Path(args.out)
+    suite = SUITES[args.suite]
+    planners = args.planners.split(",")
+    unknown = [p for p in planners if p not in CLOSED_LOOP]
+    if unknown:
+        raise ValueError(f"--planners: unknown {', '.join(unknown)}; choose from {', '.join(CLOSED_LOOP)}")
+    print(
+        f"closed loop: suite '{args.suite}' ({len(suite)} runs, {suite_minutes(args.suite):.0f} simulated minutes "
+        f"per planner) x {len(planners)} planners, through the live ROS graph"
+    )
+    rows, runs_by_planner = {}, {}
+    with tqdm(total=len(suite) * len(planners), desc="closed loop", unit="run", file=sys.stderr) as bar:
+        for planner in planners:
+            runs = []
+            for run in suite:
+                bar.set_postfix_str(f"{planner} {run.name}")
+                runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name))
+                (out_dir / planner / run.name / "run.json").write_text(json.dumps(runs[-1], indent=1, default=float))
+                bar.update()
+            runs_by_planner[planner] = runs
+            rows[planner] = aggregate_runs(runs)
+    command = " ".join(["latentvla closed-loop", *(shlex.quote(a) for a in sys.argv[2:])]) if sys.argv[1:2] == ["closed-loop"] else ""
+    details = {
+        "command": command,
+        "suite": args.suite,
+        "runs": [run.__dict__ for run in suite],
+        "per_run": {p: [{k: r[k] for k in ("run", "bag", "drive", "scores", "distance_km")} for r in runs] for p, runs in runs_by_planner.items()},
+    }
+    json_path, md_path = write_report(out_dir, f"Closed loop, suite '{args.suite}'", rows, details)
+    print(md_path.read_text().split("\n", 2)[2].rstrip())
+    pictures = [plot_scores(rows, out_dir / "scores.png")]
+    pictures += plot_scenario_paths(runs_by_planner, out_dir)
+    learned = next((p for p in ("latentvla", "no_fusion", "latentvla_teacher") if p in runs_by_planner), planners[0])
+    pictures.append(render_worst_moments(runs_by_planner[learned], out_dir / f"worst_{learned}.png", learned))
+    print(f"report:   {json_path}, {md_path}\npictures: {', '.join(str(p) for p in pictures if p)}")
+    return 0
+
+
+def add_closed_loop_parser(subcommands) -> None:
+    from latentvla_ros.evaluation.closed_loop_suite import SUITES
+
+    closed = subcommands.add_parser(
+        "closed-loop", help="drive planners in the simulator through the live graph over a fixed suite; one table"
+    )
+    closed.add_argument("--suite", choices=sorted(SUITES), default="smoke")
+    closed.add_argument("--planners", default=",".join(CLOSED_LOOP), help=f"comma list of {', '.join(CLOSED_LOOP)}")
+    closed.add_argument("--out", default="out/closed_loop", help="output folder (bags, report.json/md, PNGs)")
+    closed.set_defaults(handler=_cmd_closed_loop)

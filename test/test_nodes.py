@@ -228,7 +228,7 @@ def test_sim_launch_includes_the_stack_launch_file():
     assert [node.command[1:] for node in alone.nodes] == [node.command[1:] for node in plan.nodes[1:3]]
 
 
-@pytest.mark.parametrize("name", ["latentvla", "sim", "teacher", "demo", "baseline", "sim_baseline"])
+@pytest.mark.parametrize("name", ["latentvla", "sim", "teacher", "demo", "baseline", "sim_baseline", "sim_teacher"])
 def test_python_launch_files_include_their_yaml_description(name):
     """The .py form is the YAML graph included (so both forms and `latentvla launch` agree);
     where launch_ros is installed it must also build a LaunchDescription."""

@@ -73,7 +73,12 @@ class SimulatorNode(Node):
                 pitch_down_deg=value("camera.pitch_down_deg"),
             )
             scenario = ScenarioConfig(
-                scenario_name, value("seed"), value("traffic_density"), value("episode_duration_s")
+                scenario_name,
+                value("seed"),
+                value("traffic_density"),
+                value("episode_duration_s"),
+                start_lateral_offset_m=value("start_lateral_offset_m"),
+                start_heading_offset_rad=value("start_heading_offset_rad"),
             )
         except ValueError as error:
             require(False, str(error))

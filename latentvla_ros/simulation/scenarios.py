@@ -45,6 +45,10 @@ class ScenarioConfig:
     episode_duration_s: float = 60.0
     cruise_speed_spread: float = 0.0
     traffic_density_spread: float = 0.0
+    # A perturbation start: the ego begins each episode this far beside its lane (m, to the
+    # left; alternating sides by episode) and turned by this much (rad), so a planner must recover.
+    start_lateral_offset_m: float = 0.0
+    start_heading_offset_rad: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in SCENARIO_NAMES:

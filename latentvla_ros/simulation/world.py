@@ -79,10 +79,22 @@ class DrivingWorld:
     def _start_episode(self) -> None:
         self.episode_index += 1
         self.episode = build_episode(self.scenario, self.episode_index)
+        self._perturb_start()
         self.episode_start_ns = self.time_ns
         self._crash_time_s = None
         self._previous_headings = {}
         self.route_path = self._build_route_path()
+
+    def _perturb_start(self) -> None:
+        lateral, heading = self.scenario.start_lateral_offset_m, self.scenario.start_heading_offset_rad
+        if lateral == 0.0 and heading == 0.0:
+            return
+        side = 1.0 if self.episode_index % 2 == 0 else -1.0
+        ego = self.episode.ego
+        # highway-env's frame has y pointing right: its left normal is (sin, -cos) of the heading.
+        normal = np.array([np.sin(ego.heading), -np.cos(ego.heading)])
+        ego.position = np.asarray(ego.position, dtype=float) + side * lateral * normal
+        ego.heading = ego.heading - side * heading  # turned towards the side it was moved to
 
     def _build_route_path(self) -> LanePath:
         return build_lane_path(self.episode.road.network, self.episode.route)
