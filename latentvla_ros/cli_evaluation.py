@@ -28,7 +28,9 @@ PLANNERS = {
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
-def add_bag_topic_options(parser: argparse.ArgumentParser, camera_default: str = topics.CAMERA_IMAGE_COMPRESSED) -> None:
+def add_bag_topic_options(
+    parser: argparse.ArgumentParser, camera_default: str = topics.CAMERA_IMAGE_COMPRESSED
+) -> None:
     """The topic and frame options every bag command takes (same names, same defaults)."""
     parser.add_argument("--camera-topic", default=camera_default, help="Image or CompressedImage")
     parser.add_argument("--odometry-topic", default=topics.ODOMETRY, help="nav_msgs/Odometry")
@@ -89,7 +91,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "base_frame": args.base_frame,
     }
     if needs_camera:
-        played = [PlayedTopic(camera_topic, camera_topic, True), PlayedTopic(args.odometry_topic, args.odometry_topic, False)]
+        played = [
+            PlayedTopic(camera_topic, camera_topic, True),
+            PlayedTopic(args.odometry_topic, args.odometry_topic, False),
+        ]
         overrides.update({"image_topic": camera_topic, "image_transport": transport})
     else:
         played = [PlayedTopic(args.odometry_topic, args.odometry_topic, True)]
@@ -124,12 +129,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         stop_nodes(plan)
         rclpy.shutdown(context=context)
     scores = score_plans(
-        output_bag, ScoringTopics(odometry=args.odometry_topic, odometry_frame=args.odometry_frame, base_frame=args.base_frame)
+        output_bag,
+        ScoringTopics(odometry=args.odometry_topic, odometry_frame=args.odometry_frame, base_frame=args.base_frame),
     )
     summary = scores.summary()
     rows = {args.planner: summary}
     details = {
-        "command": "latentvla replay " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["replay"] else "",
+        "command": "latentvla replay " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if sys.argv[1:2] == ["replay"]
+        else "",
         "bag": str(bag),
         "output_bag": str(output_bag),
         "pace": pace,
@@ -144,7 +152,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     }
     json_path, md_path = write_report(out_dir, f"Replay of {bag.name}: {args.planner}", rows, details)
     print(
-        f"replayed {result.log_s:.1f} s of log in {result.wall_s:.1f} s wall ({result.real_time_factor:.1f}x real time); "
+        f"replayed {result.log_s:.1f} s of log in {result.wall_s:.1f} s wall "
+        f"({result.real_time_factor:.1f}x real time); "
         f"{summary['plans']} plans scored, {summary['unscored']} without a full 4 s future"
         + (f", {result.missed} of {result.awaited} frames unanswered" if result.missed else "")
     )
@@ -161,7 +170,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         title=f"replay of {bag.name} with {args.planner}: driven (black), planned (green); below: worst FDE@4s moments",
     )
     scores_png = plot_scores(rows, out_dir / "replay_scores.png")
-    print(f"bag:      {output_bag}\nreport:   {json_path}, {md_path}\npictures: {drive_png}" + (f", {scores_png}" if scores_png else ""))
+    print(
+        f"bag:      {output_bag}\nreport:   {json_path}, {md_path}\npictures: {drive_png}"
+        + (f", {scores_png}" if scores_png else "")
+    )
     return 0
 
 
@@ -173,7 +185,9 @@ def add_parsers(subcommands) -> None:
     replay.add_argument("--planner", choices=sorted(PLANNERS), default="latentvla")
     replay.add_argument("--out", default="out/replay", help="output folder (bag, report.json/md, PNGs)")
     replay.add_argument(
-        "--rate", type=float, help="play at this multiple of real time; default: lock-stepped, as fast as the graph answers"
+        "--rate",
+        type=float,
+        help="play at this multiple of real time; default: lock-stepped, as fast as the graph answers",
     )
     replay.add_argument(
         "--plan-every",
@@ -278,12 +292,19 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
                 bar.update()
             runs_by_planner[planner] = runs
             rows[planner] = aggregate_runs(runs)
-    command = " ".join(["latentvla closed-loop", *(shlex.quote(a) for a in sys.argv[2:])]) if sys.argv[1:2] == ["closed-loop"] else ""
+    command = (
+        " ".join(["latentvla closed-loop", *(shlex.quote(a) for a in sys.argv[2:])])
+        if sys.argv[1:2] == ["closed-loop"]
+        else ""
+    )
     details = {
         "command": command,
         "suite": args.suite,
         "runs": [run.__dict__ for run in suite],
-        "per_run": {p: [{k: r[k] for k in ("run", "bag", "drive", "scores", "distance_km")} for r in runs] for p, runs in runs_by_planner.items()},
+        "per_run": {
+            p: [{k: r[k] for k in ("run", "bag", "drive", "scores", "distance_km")} for r in runs]
+            for p, runs in runs_by_planner.items()
+        },
     }
     json_path, md_path = write_report(out_dir, f"Closed loop, suite '{args.suite}'", rows, details)
     print(md_path.read_text().split("\n", 2)[2].rstrip())

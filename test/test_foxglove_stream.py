@@ -10,15 +10,16 @@ import pytest
 
 pytest.importorskip("foxglove")
 
-from latentvla_ros.core.trajectory import Trajectory  # noqa: E402
-from latentvla_ros.planning.foxglove_stream import (  # noqa: E402
+from helpers.websocket_client import WebSocketClient
+
+from latentvla_ros.core.trajectory import Trajectory
+from latentvla_ros.planning.foxglove_stream import (
     CAMERA_TOPIC,
     MARKERS_TOPIC,
     PATH_TOPIC,
     FoxgloveStream,
     FoxgloveUnavailable,
 )
-from helpers.websocket_client import WebSocketClient  # noqa: E402
 
 TEXT, BINARY = 0x1, 0x2
 
@@ -41,9 +42,7 @@ def test_camera_path_and_markers_stream_to_a_websocket_client():
             PATH_TOPIC: "foxglove.PosesInFrame",
             MARKERS_TOPIC: "foxglove.SceneUpdate",
         } == {topic: channel["schemaName"] for topic, channel in advertised.items()}
-        client.send_json(
-            {"op": "subscribe", "subscriptions": [{"id": 7, "channelId": advertised[CAMERA_TOPIC]["id"]}]}
-        )
+        client.send_json({"op": "subscribe", "subscriptions": [{"id": 7, "channelId": advertised[CAMERA_TOPIC]["id"]}]})
         image = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
         trajectory = Trajectory(np.array([[2.0 * i, 0.1 * i, 0.01 * i] for i in range(1, 9)]))
         stamp_ns = 5_000_000_123

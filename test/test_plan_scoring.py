@@ -8,14 +8,15 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from latentvla_ros import topics  # noqa: E402
-from latentvla_ros.core.ego_state import EgoState  # noqa: E402
-from latentvla_ros.core.trajectory import Trajectory  # noqa: E402
-from latentvla_ros.data.bag_io import BagError, BagWriter  # noqa: E402
-from latentvla_ros.evaluation.plan_scoring import ScoringTopics, score_plans  # noqa: E402
-from latentvla_ros.msg import PlannedTrajectory  # noqa: E402
-from latentvla_ros.ros import conversions  # noqa: E402
-from latentvla_ros.simulation.agents import AgentState  # noqa: E402
+from latentvla_ros.msg import PlannedTrajectory
+
+from latentvla_ros import topics
+from latentvla_ros.core.ego_state import EgoState
+from latentvla_ros.core.trajectory import Trajectory
+from latentvla_ros.data.bag_io import BagError, BagWriter
+from latentvla_ros.evaluation.plan_scoring import ScoringTopics, score_plans
+from latentvla_ros.ros import conversions
+from latentvla_ros.simulation.agents import AgentState
 
 SPEED = 10.0  # the logged ego drives straight along x at 10 m/s for 10 s, odometry at 10 Hz
 
@@ -30,7 +31,9 @@ def _write_bag(path, plans: dict[float, Trajectory], agents: list[AgentState] | 
                 bag.write(topics.GROUND_TRUTH_AGENTS, stamp, conversions.agents_to_msg(agents, stamp))
         for time_s, plan in plans.items():
             stamp = 1_000_000_000 + round(time_s * 1e9)
-            message = conversions.trajectory_to_msg(plan, stamp, PlannedTrajectory.MODE_DISTILLED, initial_speed_mps=SPEED)
+            message = conversions.trajectory_to_msg(
+                plan, stamp, PlannedTrajectory.MODE_DISTILLED, initial_speed_mps=SPEED
+            )
             bag.write(topics.TRAJECTORY, stamp, message)
     return path
 
@@ -44,7 +47,12 @@ def _shifted(lateral_m: float) -> Trajectory:
 def test_ade_fde_against_the_logged_future_and_unscored_past_the_end(tmp_path):
     bag = _write_bag(
         tmp_path / "bag",
-        {1.0: Trajectory.constant_velocity(SPEED), 2.0: _shifted(1.0), 3.0: Trajectory.constant_velocity(5.0), 8.0: _shifted(0.0)},
+        {
+            1.0: Trajectory.constant_velocity(SPEED),
+            2.0: _shifted(1.0),
+            3.0: Trajectory.constant_velocity(5.0),
+            8.0: _shifted(0.0),
+        },
     )
     scores = score_plans(bag, ScoringTopics(odometry="/odom"))
     assert scores.unscored == 1  # t = 8 s: its 4 s future runs past the 10 s log

@@ -28,7 +28,9 @@ class SuiteRun:
 
     @property
     def name(self) -> str:
-        return f"{self.scenario}_seed{self.seed}" + ("_perturbed" if self.lateral_offset_m or self.heading_offset_rad else "")
+        return f"{self.scenario}_seed{self.seed}" + (
+            "_perturbed" if self.lateral_offset_m or self.heading_offset_rad else ""
+        )
 
 
 SCENARIOS = ("highway", "merge", "roundabout", "intersection")
@@ -51,9 +53,7 @@ def aggregate_runs(runs: list[dict]) -> dict:
     plans = sum(run["scores"].get("plans", 0) for run in runs)
 
     def plan_mean(key: str) -> float | None:
-        weighted = [
-            (run["scores"][key], run["scores"]["plans"]) for run in runs if run["scores"].get(key) is not None
-        ]
+        weighted = [(run["scores"][key], run["scores"]["plans"]) for run in runs if run["scores"].get(key) is not None]
         total = sum(weight for _, weight in weighted)
         return round(sum(value * weight for value, weight in weighted) / total, 4) if total else None
 

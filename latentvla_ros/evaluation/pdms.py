@@ -112,7 +112,9 @@ def no_collision(trajectory: Trajectory, speed_mps: float, agents: AgentBoxes) -
         ego = box_corners(*pose, EGO_LENGTH_M, EGO_WIDTH_M)
         for agent in range(len(agents.sizes)):
             other = agents.poses[agent, step]
-            if np.isnan(other).any() or np.hypot(*(other[:2] - pose[:2])) > EGO_REACH_M + _reach_m(*agents.sizes[agent]):
+            if np.isnan(other).any() or np.hypot(*(other[:2] - pose[:2])) > EGO_REACH_M + _reach_m(
+                *agents.sizes[agent]
+            ):
                 continue  # too far apart to touch (a cheap bound before the polygon test)
             if not boxes_overlap(ego, box_corners(*other, *agents.sizes[agent])):
                 continue

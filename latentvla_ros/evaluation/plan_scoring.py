@@ -213,7 +213,9 @@ def score_plans(bag: Path, scoring_topics: ScoringTopics = ScoringTopics()) -> P
     )
     for required in (t.odometry, t.trajectory):
         if required not in available:
-            raise BagError(f"{bag}: no {required} topic to score plans with; the bag has: {', '.join(sorted(available))}")
+            raise BagError(
+                f"{bag}: no {required} topic to score plans with; the bag has: {', '.join(sorted(available))}"
+            )
     stamps, poses, speeds = [], [], []
     for item in read_messages(bag, [t.odometry]):
         ego = conversions.odometry_to_ego_state(item.message, t.odometry_frame, t.base_frame)

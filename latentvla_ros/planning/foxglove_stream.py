@@ -90,7 +90,10 @@ class FoxgloveStream:
             lines=[m.LinePrimitive(type=m.LinePrimitiveLineType.LineStrip, thickness=0.2, points=points, color=green)],
             texts=[
                 m.TextPrimitive(
-                    pose=m.Pose(position=m.Vector3(x=float(xy[-1, 0]), y=float(xy[-1, 1]), z=1.5), orientation=m.Quaternion(w=1.0)),
+                    pose=m.Pose(
+                        position=m.Vector3(x=float(xy[-1, 0]), y=float(xy[-1, 1]), z=1.5),
+                        orientation=m.Quaternion(w=1.0),
+                    ),
                     billboard=True,
                     font_size=14.0,
                     scale_invariant=True,

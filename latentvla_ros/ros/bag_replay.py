@@ -123,9 +123,7 @@ def replay_bag(
             return condition()
 
         # The graph is ready when it listens on every played topic.
-        ready = spin_until(
-            lambda: all(node.count_subscribers(p.graph_topic) > 0 for p in played), ready_timeout_s
-        )
+        ready = spin_until(lambda: all(node.count_subscribers(p.graph_topic) > 0 for p in played), ready_timeout_s)
         if not ready:
             missing = [p.graph_topic for p in played if node.count_subscribers(p.graph_topic) == 0]
             node.destroy_node()
