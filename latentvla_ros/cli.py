@@ -10,7 +10,7 @@ from latentvla_ros import __version__
 from latentvla_ros.cli_evaluation import add_parsers as add_evaluation_parsers
 from latentvla_ros.cli_planning import add_parsers as add_planning_parsers
 from latentvla_ros.core.validation import InputError
-from latentvla_ros.data.errors import BagError
+from latentvla_ros.data.errors import BagError, GraphError
 from latentvla_ros.environment import SHIPPED_LAM, SHIPPED_TEACHER, ensure_ament_prefix, shipped_model
 
 
@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (BagError, InputError, ValueError, FileNotFoundError) as error:  # Launch/Checkpoint/FrameSize errors too
+    except (BagError, GraphError, InputError, ValueError, FileNotFoundError) as error:  # Launch/Checkpoint/FrameSize errors too
         # One clear line, not a traceback: the input was wrong, not the program.
         print(f"latentvla {args.command}: error: {error}", file=sys.stderr)
         return 2

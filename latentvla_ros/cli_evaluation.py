@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 from latentvla_ros import topics
+from latentvla_ros.data.errors import GraphError
 from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER
 
 # Planner name -> (launch file, its arguments, needs the camera).
 PLANNERS = {
     "latentvla": ("latentvla.launch.yaml", {"planner_model": SHIPPED_PLANNER}, True),
-    "latentvla_teacher": ("latentvla.launch.yaml", {"planner_model": SHIPPED_PLANNER, "use_teacher": "true"}, True),
     "no_fusion": ("latentvla.launch.yaml", {"planner_model": SHIPPED_NO_FUSION_PLANNER}, True),
     "constant_velocity": ("baseline.launch.yaml", {"planner": "constant_velocity"}, False),
 }
@@ -90,10 +90,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "odometry_frame": args.odometry_frame,
         "base_frame": args.base_frame,
     }
+    if needs_camera and args.model_dir:
+        overrides["model_dir"] = args.model_dir
     if needs_camera:
+        # Student and planner both listen to camera and odometry.
         played = [
-            PlayedTopic(camera_topic, camera_topic, True),
-            PlayedTopic(args.odometry_topic, args.odometry_topic, False),
+            PlayedTopic(camera_topic, camera_topic, True, listeners=2),
+            PlayedTopic(args.odometry_topic, args.odometry_topic, False, listeners=2),
         ]
         overrides.update({"image_topic": camera_topic, "image_transport": transport})
     else:
@@ -195,6 +198,7 @@ def add_parsers(subcommands) -> None:
         default=0.5,
         help="camera planners: plan on one frame per this many seconds (NAVSIM: 0.5); 0: every frame",
     )
+    replay.add_argument("--model-dir", help="student/planner models (default: the shipped ones)")
     replay.add_argument("--answer-timeout", type=float, default=2.0, help="lock-step: wall seconds to wait for a plan")
     add_bag_topic_options(replay)
     replay.set_defaults(handler=_cmd_replay)
@@ -211,7 +215,7 @@ CLOSED_LOOP = {
 }
 
 
-def _closed_loop_run(planner: str, run, run_dir: Path) -> dict:
+def _closed_loop_run(planner: str, run, run_dir: Path, model_dir: str | None = None) -> dict:
     """One suite entry driven by one planner through the live graph; its numbers."""
     import numpy as np
 
@@ -233,6 +237,8 @@ def _closed_loop_run(planner: str, run, run_dir: Path) -> dict:
         "start_heading_offset_rad": str(run.heading_offset_rad),
         "bag_path": str(bag),
     }
+    if model_dir and launch_file in ("sim.launch.yaml", "sim_teacher.launch.yaml"):
+        overrides["model_dir"] = model_dir
     log = run_dir / "launch.log"
     with open(log, "w") as output:  # the graph's own log lines stay out of the table
         saved = os.dup(1), os.dup(2)
@@ -246,7 +252,7 @@ def _closed_loop_run(planner: str, run, run_dir: Path) -> dict:
             os.close(saved[0])
             os.close(saved[1])
     if status != 0 or not bag.is_dir():
-        raise RuntimeError(f"closed loop {planner} on {run.name}: the graph did not finish cleanly; see {log}")
+        raise GraphError(f"closed loop {planner} on {run.name}: the graph did not finish cleanly; see {log}")
     drive = drive_report(bag).summary()
     scores = score_plans(bag)
     _, poses = _odometry(bag)
@@ -287,7 +293,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
             runs = []
             for run in suite:
                 bar.set_postfix_str(f"{planner} {run.name}")
-                runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name))
+                runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name, args.model_dir))
                 (out_dir / planner / run.name / "run.json").write_text(json.dumps(runs[-1], indent=1, default=float))
                 bar.update()
             runs_by_planner[planner] = runs
@@ -324,5 +330,6 @@ def add_closed_loop_parser(subcommands) -> None:
     )
     closed.add_argument("--suite", choices=sorted(SUITES), default="smoke")
     closed.add_argument("--planners", default=",".join(CLOSED_LOOP), help=f"comma list of {', '.join(CLOSED_LOOP)}")
+    closed.add_argument("--model-dir", help="student/planner/teacher models (default: the shipped ones)")
     closed.add_argument("--out", default="out/closed_loop", help="output folder (bags, report.json/md, PNGs)")
     closed.set_defaults(handler=_cmd_closed_loop)

@@ -136,9 +136,29 @@ def test_camera_anchor_runs_on_the_newest_frame_and_counts_what_it_skips():
     assert anchor.take() is None  # nothing new since
     counters = anchor.counters
     assert (counters.received, counters.processed, counters.dropped, counters.stale) == (7, 1, 4, 1)
-    anchor.add_frame(900_000_000, image)  # odometry 0.42 s away: beyond the tolerance
+    anchor.add_frame(900_000_000, image)  # newer than every state: waits for its odometry, uncounted
+    assert anchor.take() is None and anchor.counters.without_odometry == 1
+    assert anchor.add_odometry(EgoState(1_000_000_000, 0.0, 0.0, 0.0, 7.0))  # wakes the model
+    # States 0.52 s apart (no interpolation), the nearest 0.1 s away: beyond the tolerance.
     assert anchor.take() is None and anchor.counters.without_odometry == 2
     assert anchor.counters.drop_rate() == pytest.approx((4 + 2) / 8)
+
+
+def test_a_frame_that_overtakes_its_odometry_waits_for_it():
+    """On a vehicle (and in lock-stepped replay) a frame can arrive before the odometry at its
+    stamp; it is planned on once that odometry arrives, not dropped."""
+    anchor = CameraAnchor(keep_s=2.0, odometry_tolerance_s=0.05)
+    image = np.zeros((4, 4, 3), np.uint8)
+    anchor.add_odometry(EgoState(100_000_000, 1.0, 0.0, 0.0, 5.0))
+    anchor.add_frame(300_000_000, image)  # odometry so far ends 0.2 s before the frame
+    assert anchor.take() is None and anchor.counters.without_odometry == 0
+    assert anchor.add_odometry(EgoState(300_000_000, 2.0, 0.0, 0.0, 5.0)) is True
+    stamp, _, ego = anchor.take()
+    assert stamp == 300_000_000 and ego.x_m == 2.0
+    assert anchor.add_odometry(EgoState(400_000_000, 2.5, 0.0, 0.0, 5.0)) is False  # nothing waiting
+    # Odometry that stopped long before the frame (> 1 s): counted and dropped, not waited for.
+    anchor.add_frame(2_000_000_000, image)
+    assert anchor.take() is None and anchor.counters.without_odometry == 1
 
 
 def _run(*arguments: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,9 @@ As Autoware's end-to-end nodes do, the camera is the anchor: a model runs on the
 *newest* frame only (frames that arrived while it was busy are dropped and counted,
 never queued); the frame takes the odometry *interpolated* at its stamp when states
 bracket it (at most ``interpolation_gap_s`` apart), else the nearest state within a
-tolerance (a frame without one is counted and skipped); the state's acceleration is
+tolerance (a frame without one is counted and skipped; a frame newer than every state
+waits for the next state while odometry is flowing, since on a vehicle a frame can
+overtake its odometry in the middleware); the state's acceleration is
 differenced from the odometry ``acceleration_window_s`` earlier (past only, as the
 training data's live ego status); and a model that wants a short history gets the
 frames nearest the requested earlier stamps.
@@ -21,6 +23,10 @@ import numpy as np
 
 from latentvla_ros.core.ego_state import EgoState
 from latentvla_ros.core.se2 import wrap_angle
+
+
+# A frame newer than every odometry state waits this long (stamp time) for its state.
+ODOMETRY_WAIT_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -75,13 +81,22 @@ class CameraAnchor:
             while self._frames and self._frames[0].stamp_ns < stamp_ns - self._keep_ns:
                 self._frames.popleft()
 
-    def add_odometry(self, ego_state: EgoState) -> None:
+    def add_odometry(self, ego_state: EgoState) -> bool:
+        """Keep a state; True when the newest frame is still waiting to be taken (wake the model)."""
         with self._lock:
             if self._odometry and ego_state.stamp_ns <= self._odometry[-1].stamp_ns:
-                return
+                return False
             self._odometry.append(ego_state)
             while self._odometry and self._odometry[0].stamp_ns < ego_state.stamp_ns - self._keep_ns:
                 self._odometry.popleft()
+            return bool(self._frames) and self._frames[-1].stamp_ns != self._last_taken_ns
+
+    def _odometry_may_come(self, stamp_ns: int) -> bool:
+        """No state at or after ``stamp_ns`` yet, but odometry flowing until shortly before it."""
+        if not self._odometry:
+            return False
+        latest = self._odometry[-1].stamp_ns
+        return stamp_ns - ODOMETRY_WAIT_NS <= latest < stamp_ns
 
     def take(self, history_offsets_s: tuple[float, ...] = (0.0,)) -> tuple[int, list[np.ndarray], EgoState] | None:
         """(stamp, frames, odometry) of the newest unprocessed frame: the frames nearest
@@ -92,10 +107,12 @@ class CameraAnchor:
             if not self._frames or self._frames[-1].stamp_ns == self._last_taken_ns:
                 return None
             newest = self._frames[-1]
+            ego = self._nearest_odometry(newest.stamp_ns)
+            if ego is None and self._odometry_may_come(newest.stamp_ns):
+                return None  # not taken: the next odometry (add_odometry -> True) brings it
             self.counters.dropped += max(self._pending - 1, 0)
             self._pending = 0
             self._last_taken_ns = newest.stamp_ns
-            ego = self._nearest_odometry(newest.stamp_ns)
             if ego is None:
                 self.counters.without_odometry += 1
                 return None

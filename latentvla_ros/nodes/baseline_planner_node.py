@@ -50,18 +50,36 @@ class BaselinePlannerNode(Node):
         trajectory = self.planner.compute_trajectory(PlannerInput(ego.stamp_ns, ego))
         self.trajectory_publisher.publish(
             conversions.trajectory_to_msg(
-                trajectory, ego.stamp_ns, PlannedTrajectory.MODE_BASELINE, initial_speed_mps=ego.speed_mps
+                trajectory,
+                ego.stamp_ns,
+                PlannedTrajectory.MODE_BASELINE,
+                frame_id=self.base_frame,
+                initial_speed_mps=ego.speed_mps,
             )
         )
-        self.path_publisher.publish(conversions.trajectory_to_path(trajectory, ego.stamp_ns))
+        self.path_publisher.publish(conversions.trajectory_to_path(trajectory, ego.stamp_ns, self.base_frame))
         self.marker_publisher.publish(
-            conversions.trajectory_to_markers(trajectory, ego.stamp_ns, namespace="baseline", label=self.planner.name)
+            conversions.trajectory_to_markers(
+                trajectory, ego.stamp_ns, self.base_frame, namespace="baseline", label=self.planner.name
+            )
         )
         self.processing_time.stop()
 
 
+def _events_executor(_nodes: int):
+    """No inference to keep off the subscriptions: one thread, and rclpy's events executor
+    (experimental in Jazzy) answers several times faster than the multi-threaded one."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:  # older rclpy (Humble)
+        from rclpy.executors import SingleThreadedExecutor
+
+        return SingleThreadedExecutor()
+    return EventsExecutor()
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_node(BaselinePlannerNode, argv)
+    return run_node(BaselinePlannerNode, argv, _events_executor)
 
 
 if __name__ == "__main__":

@@ -198,13 +198,21 @@ class PlannerNode(Node):
         tokens = actions.tokens.tolist() if actions is not None else []
         self.trajectory_publisher.publish(
             conversions.trajectory_to_msg(
-                trajectory, stamp_ns, mode, tokens, self.planner.version, initial_speed_mps=ego.speed_mps
+                trajectory,
+                stamp_ns,
+                mode,
+                tokens,
+                self.planner.version,
+                frame_id=self.inputs.base_frame,
+                initial_speed_mps=ego.speed_mps,
             )
         )
-        self.path_publisher.publish(conversions.trajectory_to_path(trajectory, stamp_ns))
+        self.path_publisher.publish(conversions.trajectory_to_path(trajectory, stamp_ns, self.inputs.base_frame))
         label = gloss_text(tokens, self.glosses, steps=6) if tokens else "no fusion"
         self.marker_publisher.publish(
-            conversions.trajectory_to_markers(trajectory, stamp_ns, namespace="latentvla", label=label)
+            conversions.trajectory_to_markers(
+                trajectory, stamp_ns, self.inputs.base_frame, namespace="latentvla", label=label
+            )
         )
         if self.foxglove is not None:
             self.foxglove.publish(stamp_ns, frames[-1], trajectory, label)
@@ -225,9 +233,11 @@ class PlannerNode(Node):
             speed = last.speed_mps if last is not None else 0.0
             trajectory = safe_stop_trajectory(speed, self.deceleration)
             self.trajectory_publisher.publish(
-                conversions.trajectory_to_msg(trajectory, now_ns, PlannedTrajectory.MODE_SAFE_STOP)
+                conversions.trajectory_to_msg(
+                    trajectory, now_ns, PlannedTrajectory.MODE_SAFE_STOP, frame_id=self.inputs.base_frame
+                )
             )
-            self.path_publisher.publish(conversions.trajectory_to_path(trajectory, now_ns))
+            self.path_publisher.publish(conversions.trajectory_to_path(trajectory, now_ns, self.inputs.base_frame))
             self.counters["safe_stops"] += 1
         if changed:
             if stale:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from latentvla_ros import topics
 from latentvla_ros.data.bag_io import BagWriter, bag_topics, message_class, read_messages
+from latentvla_ros.data.errors import GraphError
 from latentvla_ros.ros import conversions
 
 OUTPUT_TOPICS = {  # graph output -> type, recorded when published
@@ -32,6 +33,7 @@ OUTPUT_TOPICS = {  # graph output -> type, recorded when published
     "/planner/debug/processing_time_ms": "std_msgs/msg/Float64",
     "/student/debug/processing_time_ms": "std_msgs/msg/Float64",
     "/planner/debug/pipeline_latency_ms": "std_msgs/msg/Float64",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }
 COPIED_TOPICS = (topics.GROUND_TRUTH_AGENTS, topics.EPISODE, topics.CAMERA_INFO, topics.TF_STATIC)
 
@@ -41,6 +43,7 @@ class PlayedTopic:
     bag_topic: str  # where the bag has it
     graph_topic: str  # where the graph listens
     plans_on: bool  # the planner plans once per message of this topic
+    listeners: int = 1  # nodes that subscribe to it: the graph is ready when all do
 
 
 @dataclass
@@ -106,7 +109,7 @@ def replay_bag(
             def on_message(message) -> None:
                 writer.write(topic, max(now_ns[0], 1), message)
                 result.recorded[topic] = result.recorded.get(topic, 0) + 1
-                if topic == topics.TRAJECTORY:
+                if topic == topics.TRAJECTORY and message.mode != message.MODE_SAFE_STOP:
                     answered.add(conversions.time_to_ns(message.header.stamp))
 
             return on_message
@@ -122,23 +125,25 @@ def replay_bag(
                 executor.spin_once(timeout_sec=0.002)
             return condition()
 
-        # The graph is ready when it listens on every played topic.
-        ready = spin_until(lambda: all(node.count_subscribers(p.graph_topic) > 0 for p in played), ready_timeout_s)
+        # The graph is ready when every node listens on every played topic.
+        ready = spin_until(
+            lambda: all(node.count_subscribers(p.graph_topic) >= p.listeners for p in played), ready_timeout_s
+        )
         if not ready:
-            missing = [p.graph_topic for p in played if node.count_subscribers(p.graph_topic) == 0]
+            missing = [p.graph_topic for p in played if node.count_subscribers(p.graph_topic) < p.listeners]
             node.destroy_node()
-            raise RuntimeError(f"the planner graph never subscribed to {', '.join(missing)}")
+            raise GraphError(f"the planner graph never subscribed to {', '.join(missing)} in {ready_timeout_s:.0f} s")
         plan_topics = {p.bag_topic for p in played if p.plans_on}
         odometry_topics = {p.bag_topic for p in played if p.bag_topic not in plan_topics}
         # An odometry-only planner answers every message (reliable, no dropping): keep a few
         # in flight. A camera planner plans on the newest frame: one at a time.
         window = 1 if odometry_topics else 8
         copied = [t for t in COPIED_TOPICS if t in available]
-        pending: list[int] = []  # plan frames out, awaiting their bracketing odometry
         outstanding: list[int] = []  # plan frames awaiting their plan
         next_plan_ns = None  # with plan_every_s: the next frame to plan on at or after this
 
         def await_plans(keep: int) -> None:
+            """Wait (spinning) until at most ``keep`` plans are still owed."""
             while len(outstanding) > keep:
                 frame_stamp = outstanding.pop(0)
                 timeout = answer_timeout_s if result.awaited > 0 else ready_timeout_s  # first: models load
@@ -146,6 +151,13 @@ def replay_bag(
                 if not spin_until(lambda s=frame_stamp: s in answered, timeout):
                     result.missed += 1
 
+        def publish(topic: str, stamp: int, message) -> None:
+            now_ns[0] = max(now_ns[0], stamp)
+            clock.publish(Clock(clock=conversions.ns_to_time(now_ns[0])))
+            publishers[topic].publish(message)
+            result.played += 1
+
+        held: list[tuple[str, int, object, bool]] = []  # frames waiting for odometry at their stamp
         first_log_ns, started = None, time.monotonic()
         last_log_ns = 0
         for item in read_messages(bag, [p.bag_topic for p in played] + copied):
@@ -162,32 +174,36 @@ def replay_bag(
                 if stamp < next_plan_ns - round((history_s + 0.05) * 1e9):
                     continue
                 plans_on = False
+            if plans_on and plan_every_s:
+                next_plan_ns = stamp + round(plan_every_s * 1e9)
             writer.write(item.topic, item.stamp_ns, item.message)
             if not lockstep:  # the bag's own timing, scaled
                 delay = started + (item.stamp_ns - first_log_ns) * 1e-9 / rate - time.monotonic()
                 if delay > 0:
                     spin_until(lambda: False, delay)
-            now_ns[0] = max(now_ns[0], stamp)
-            clock.publish(Clock(clock=conversions.ns_to_time(now_ns[0])))
-            publishers[item.topic].publish(item.message)
-            result.played += 1
+                publish(item.topic, stamp, item.message)
+                executor.spin_once(timeout_sec=0.0)
+            elif odometry_topics and item.topic not in odometry_topics:
+                # A camera frame goes out once the odometry at its stamp has (on a vehicle odometry
+                # arrives faster than frames; a planner never sees a frame it cannot place).
+                held.append((item.topic, stamp, item.message, plans_on))
+            else:
+                if result.played == 0:
+                    spin_until(lambda: False, 0.2)  # let discovery settle before the first message
+                publish(item.topic, stamp, item.message)
+                if held and result.played == 1:
+                    spin_until(lambda: False, 0.1)  # the first state lands before the first frame
+                if not odometry_topics:
+                    outstanding.append(stamp)  # an odometry-only planner answers this message
+                for frame in [h for h in held if h[1] <= stamp]:
+                    held.remove(frame)
+                    publish(frame[0], frame[1], frame[2])
+                    if frame[3]:
+                        outstanding.append(frame[1])
+                await_plans(keep=window - 1)
+                executor.spin_once(timeout_sec=0.0)
             if progress is not None:
                 progress(item.stamp_ns - first_log_ns)
-            if plans_on and plan_every_s:
-                next_plan_ns = stamp + round(plan_every_s * 1e9)
-            if not lockstep:
-                executor.spin_once(timeout_sec=0.0)
-                continue
-            if plans_on:
-                pending.append(stamp)
-            # A frame is answerable once odometry at or after its stamp is out (interpolation);
-            # an odometry-only planner answers its own message.
-            ripe = [s for s in pending if not odometry_topics or (item.topic in odometry_topics and stamp >= s)]
-            for frame_stamp in ripe:
-                pending.remove(frame_stamp)
-                outstanding.append(frame_stamp)
-            await_plans(keep=window - 1)
-            executor.spin_once(timeout_sec=0.0)
         await_plans(keep=0)
         spin_until(lambda: False, 0.5)  # the last answers
         result.wall_s = time.monotonic() - started

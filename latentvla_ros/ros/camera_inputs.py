@@ -76,11 +76,15 @@ class CameraInputs:
 
     def _on_odometry(self, message: Odometry) -> None:
         try:
-            self.anchor.add_odometry(conversions.odometry_to_ego_state(message, self.odometry_frame, self.base_frame))
+            waiting = self.anchor.add_odometry(
+                conversions.odometry_to_ego_state(message, self.odometry_frame, self.base_frame)
+            )
         except InputError as error:
             self.error(f"odometry: {error}")
             return
         self.on_seen("odometry")
+        if waiting:  # a frame that overtook its odometry can be placed now
+            self.on_frame()
 
     def _on_command(self, message: DrivingCommandMsg) -> None:
         try:

@@ -21,7 +21,9 @@ class ParameterError(ValueError):
     """A parameter out of range: the node logs it as one line and exits with status 2."""
 
 
-def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None = None) -> int:
+def run_node(
+    make_node: Callable[[], Node | list[Node]], argv: list[str] | None = None, make_executor=None
+) -> int:
     """``rclpy.init``, build the node (or nodes: one process, one executor), spin
     (multi-threaded: slow callbacks never block the parameter services) until a node sets
     ``finished`` or on Ctrl-C or an external shutdown, then shut down cleanly."""
@@ -32,7 +34,7 @@ def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None 
     try:
         made = make_node()
         nodes = made if isinstance(made, list) else [made]
-        executor = MultiThreadedExecutor(num_threads=2 * len(nodes))
+        executor = make_executor(len(nodes)) if make_executor else MultiThreadedExecutor(num_threads=2 * len(nodes))
         for node in nodes:
             executor.add_node(node)
         while rclpy.ok() and not any(getattr(node, "finished", False) for node in nodes):
