@@ -464,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (BagError, GraphError, InputError, ValueError, FileNotFoundError) as error:  # Launch/Checkpoint/FrameSize errors too
+    # LaunchError, CheckpointError and FrameSizeError are ValueErrors too.
+    except (BagError, GraphError, InputError, ValueError, FileNotFoundError) as error:
         # One clear line, not a traceback: the input was wrong, not the program.
         print(f"latentvla {args.command}: error: {error}", file=sys.stderr)
         return 2

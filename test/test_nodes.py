@@ -183,7 +183,14 @@ def test_synchronizer_pairs_messages_by_stamp(rclpy_context):
 
 def test_launch_plan_substitutes_and_builds_ros_args():
     plan = plan_launch(REPO_ROOT / "launch" / "demo.launch.yaml", {"scenario": "merge", "bag_path": "/tmp/b"})
-    assert plan.arguments == {"scenario": "merge", "seed": "0", "duration_s": "60.0", "bag_path": "/tmp/b"}
+    assert plan.arguments == {
+        "scenario": "merge",
+        "seed": "0",
+        "duration_s": "60.0",
+        "start_lateral_offset_m": "0.0",
+        "start_heading_offset_rad": "0.0",
+        "bag_path": "/tmp/b",
+    }
     simulator, expert, recorder = plan.nodes
     assert simulator.shutdown_on_exit and not expert.shutdown_on_exit
     assert simulator.command[0].endswith("lib/latentvla_ros/simulator_node")

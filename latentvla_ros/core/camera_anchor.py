@@ -24,7 +24,6 @@ import numpy as np
 from latentvla_ros.core.ego_state import EgoState
 from latentvla_ros.core.se2 import wrap_angle
 
-
 # A frame newer than every odometry state waits this long (stamp time) for its state.
 ODOMETRY_WAIT_NS = 1_000_000_000
 

@@ -66,20 +66,8 @@ class BaselinePlannerNode(Node):
         self.processing_time.stop()
 
 
-def _events_executor(_nodes: int):
-    """No inference to keep off the subscriptions: one thread, and rclpy's events executor
-    (experimental in Jazzy) answers several times faster than the multi-threaded one."""
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:  # older rclpy (Humble)
-        from rclpy.executors import SingleThreadedExecutor
-
-        return SingleThreadedExecutor()
-    return EventsExecutor()
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_node(BaselinePlannerNode, argv, _events_executor)
+    return run_node(BaselinePlannerNode, argv, executor="events")  # no guard conditions here
 
 
 if __name__ == "__main__":

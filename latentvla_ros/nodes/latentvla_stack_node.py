@@ -26,7 +26,7 @@ def make_stack() -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(make_stack, argv)
+    return run_node(make_stack, argv, executor="single")
 
 
 if __name__ == "__main__":

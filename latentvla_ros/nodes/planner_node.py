@@ -263,7 +263,7 @@ class PlannerNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(PlannerNode, argv)
+    return run_node(PlannerNode, argv, executor="single")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class StudentNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(StudentNode, argv)
+    return run_node(StudentNode, argv, executor="single")
 
 
 if __name__ == "__main__":
