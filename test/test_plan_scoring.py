@@ -85,3 +85,20 @@ def test_wrong_typed_odometry_is_one_line(tmp_path):
         bag.write("/odom", 1, conversions.driving_command_to_msg(0, 1))
     with pytest.raises(BagError, match="/odom is latentvla_ros/msg/DrivingCommand, expected nav_msgs/msg/Odometry"):
         score_plans(tmp_path / "bag", ScoringTopics(odometry="/odom"))
+
+
+def test_a_future_across_an_episode_restart_is_unscored(tmp_path):
+    """The simulator's next episode teleports the ego: no plan is scored against that jump."""
+    with BagWriter(tmp_path / "bag") as bag:
+        for k in range(101):
+            stamp = 1_000_000_000 + k * 100_000_000
+            x = SPEED * k * 0.1 + (500.0 if k >= 50 else 0.0)  # restart 500 m on at t = 5 s
+            bag.write("/odom", stamp, conversions.ego_state_to_odometry(EgoState(stamp, x, 0.0, 0.0, SPEED)))
+        for time_s in (0.5, 2.0, 5.5):
+            stamp = 1_000_000_000 + round(time_s * 1e9)
+            plan = Trajectory.constant_velocity(SPEED)
+            bag.write(topics.TRAJECTORY, stamp, conversions.trajectory_to_msg(plan, stamp, 0, initial_speed_mps=SPEED))
+    scores = score_plans(tmp_path / "bag", ScoringTopics(odometry="/odom"))
+    assert scores.unscored == 1  # t = 2 s: its 4 s future crosses the restart at 5 s
+    assert [row["stamp_ns"] for row in scores.rows] == [1_500_000_000, 6_500_000_000]
+    assert all(row["fde_4s"] == pytest.approx(0.0, abs=1e-6) for row in scores.rows)

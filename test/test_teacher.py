@@ -126,7 +126,7 @@ def test_camera_anchor_runs_on_the_newest_frame_and_counts_what_it_skips():
     image = np.zeros((4, 4, 3), np.uint8)
     for k in range(5):
         anchor.add_frame(k * 100_000_000, image + k)
-    assert anchor.take() is None and anchor.counters.without_odometry == 1  # no odometry yet
+    assert anchor.take() is None and anchor.counters.without_odometry == 0  # no odometry yet: waits
     anchor.add_odometry(EgoState(480_000_000, 0.0, 0.0, 0.0, 7.0))
     anchor.add_frame(500_000_000, image + 5)
     anchor.add_frame(300_000_000, image)  # out of order: ignored, counted
@@ -135,13 +135,13 @@ def test_camera_anchor_runs_on_the_newest_frame_and_counts_what_it_skips():
     assert [int(f[0, 0, 0]) for f in frames] == [2, 5]  # 0.3 s earlier, then the newest
     assert anchor.take() is None  # nothing new since
     counters = anchor.counters
-    assert (counters.received, counters.processed, counters.dropped, counters.stale) == (7, 1, 4, 1)
+    assert (counters.received, counters.processed, counters.dropped, counters.stale) == (7, 1, 5, 1)
     anchor.add_frame(900_000_000, image)  # newer than every state: waits for its odometry, uncounted
-    assert anchor.take() is None and anchor.counters.without_odometry == 1
+    assert anchor.take() is None and anchor.counters.without_odometry == 0
     assert anchor.add_odometry(EgoState(1_000_000_000, 0.0, 0.0, 0.0, 7.0))  # wakes the model
     # States 0.52 s apart (no interpolation), the nearest 0.1 s away: beyond the tolerance.
-    assert anchor.take() is None and anchor.counters.without_odometry == 2
-    assert anchor.counters.drop_rate() == pytest.approx((4 + 2) / 8)
+    assert anchor.take() is None and anchor.counters.without_odometry == 1
+    assert anchor.counters.drop_rate() == pytest.approx((5 + 1) / 8)
 
 
 def test_a_frame_that_overtakes_its_odometry_waits_for_it():

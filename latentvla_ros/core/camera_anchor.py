@@ -91,9 +91,10 @@ class CameraAnchor:
             return bool(self._frames) and self._frames[-1].stamp_ns != self._last_taken_ns
 
     def _odometry_may_come(self, stamp_ns: int) -> bool:
-        """No state at or after ``stamp_ns`` yet, but odometry flowing until shortly before it."""
+        """No state at or after ``stamp_ns`` yet: none at all (start-up), or odometry flowing
+        until shortly before it."""
         if not self._odometry:
-            return False
+            return True
         latest = self._odometry[-1].stamp_ns
         return stamp_ns - ODOMETRY_WAIT_NS <= latest < stamp_ns
 
@@ -108,6 +109,8 @@ class CameraAnchor:
             newest = self._frames[-1]
             ego = self._nearest_odometry(newest.stamp_ns)
             if ego is None and self._odometry_may_come(newest.stamp_ns):
+                # No odometry yet (or a wrong topic: the nodes' diagnostics say "frames but no
+                # odometry" while nothing is processed); frames superseded meanwhile count as dropped.
                 return None  # not taken: the next odometry (add_odometry -> True) brings it
             self.counters.dropped += max(self._pending - 1, 0)
             self._pending = 0

@@ -33,6 +33,7 @@ from latentvla_ros.evaluation.planner_evaluation import HORIZONS_S
 STEPS = 8
 INTERVAL_S = 0.5
 MAX_ODOMETRY_GAP_S = 0.5  # wider than this between two states: no interpolated truth there
+MAX_SPEED_MPS = 70.0  # faster than this between two states is a jump (an episode restart), not driving
 AGENT_MATCH_S = 0.06  # the agents message nearest a plan step, within this
 SUB_SCORES = ("nc", "dac", "ttc", "ep", "c")
 MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert", 4: "baseline"}
@@ -56,6 +57,9 @@ class OdometryTrack:
         self.stamps_ns = np.asarray(stamps_ns, dtype=np.int64)[order]
         self.poses = np.asarray(poses, dtype=np.float64)[order]
         self.speeds = np.asarray(speeds, dtype=np.float64)[order]
+        steps = np.linalg.norm(np.diff(self.poses[:, :2], axis=0), axis=1) if len(self.poses) > 1 else np.zeros(0)
+        # jumps[i]: states i and i + 1 are not one drive (a teleport: the simulator's next episode).
+        self.jumps = steps > MAX_SPEED_MPS * np.diff(self.stamps_ns) * 1e-9 + 1.0
 
     def pose_at(self, stamp_ns: int) -> np.ndarray | None:
         stamps = self.stamps_ns
@@ -65,7 +69,7 @@ class OdometryTrack:
         if stamps[after] == stamp_ns:
             return self.poses[after].copy()
         before = after - 1
-        if (stamps[after] - stamps[before]) * 1e-9 > MAX_ODOMETRY_GAP_S:
+        if (stamps[after] - stamps[before]) * 1e-9 > MAX_ODOMETRY_GAP_S or self.jumps[before]:
             return None
         w = (stamp_ns - stamps[before]) / (stamps[after] - stamps[before])
         a, b = self.poses[before], self.poses[after]
@@ -77,6 +81,11 @@ class OdometryTrack:
         origin = self.pose_at(stamp_ns)
         if origin is None:
             return None
+        end_ns = stamp_ns + round(steps * interval_s * 1e9)
+        first = int(np.searchsorted(self.stamps_ns, stamp_ns, side="right")) - 1
+        last = int(np.searchsorted(self.stamps_ns, end_ns, side="left"))
+        if self.jumps[max(first, 0) : last].any():
+            return None  # the drive restarts within the horizon
         future = [self.pose_at(stamp_ns + round(k * interval_s * 1e9)) for k in range(1, steps + 1)]
         if any(pose is None for pose in future):
             return None

@@ -241,7 +241,7 @@ class SimulatorNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(SimulatorNode, argv)
+    return run_node(SimulatorNode, argv, executor="single")  # a polling timer, no blocking callbacks
 
 
 if __name__ == "__main__":
