@@ -303,3 +303,19 @@ def test_teacher_node_bad_parameters_are_one_line_and_exit_2(parameter, message)
     output = result.stdout + result.stderr
     assert result.returncode == 2 and message in output, output[-2000:]
     assert "Traceback" not in output
+
+
+def test_latent_actions_that_overtake_their_frame_wait_for_it():
+    """The student's actions for a frame can reach the planner before the frame itself
+    (two subscriptions, no ordering between them): they are kept until it arrives."""
+    anchor = CameraAnchor(keep_s=2.0, odometry_tolerance_s=0.05)
+    image = np.zeros((4, 4, 3), np.uint8)
+    assert anchor.take_at(500_000_000) is None and anchor.awaiting(500_000_000)  # frame not in yet
+    anchor.add_frame(500_000_000, image)
+    assert anchor.take_at(500_000_000) is None and anchor.awaiting(500_000_000)  # its odometry not in yet
+    anchor.add_odometry(EgoState(500_000_000, 3.0, 0.0, 0.0, 6.0))
+    stamp, _, ego = anchor.take_at(500_000_000)
+    assert stamp == 500_000_000 and ego.x_m == 3.0
+    assert not anchor.awaiting(500_000_000)  # taken: nothing more will come for it
+    anchor.add_frame(700_000_000, image)
+    assert not anchor.awaiting(600_000_000)  # a newer frame came and none at that stamp: never will

@@ -136,6 +136,8 @@ class CameraAnchor:
             frame = next((f for f in reversed(self._frames) if abs(f.stamp_ns - stamp_ns) <= tolerance_ns), None)
             if frame is None or (self._last_taken_ns is not None and frame.stamp_ns <= self._last_taken_ns):
                 return None
+            if self._nearest_odometry(frame.stamp_ns) is None and self._odometry_may_come(frame.stamp_ns):
+                return None  # not taken: see :meth:`awaiting`
             newer = sum(1 for f in self._frames if f.stamp_ns > frame.stamp_ns)
             self.counters.dropped += max(self._pending - newer - 1, 0)
             self._pending = newer
@@ -147,6 +149,18 @@ class CameraAnchor:
             history = [self._nearest_frame(frame.stamp_ns + round(offset * 1e9)) for offset in history_offsets_s]
             self.counters.processed += 1
             return frame.stamp_ns, history, ego
+
+    def awaiting(self, stamp_ns: int, tolerance_ns: int = 1_000_000) -> bool:
+        """Whether :meth:`take_at` may still succeed for ``stamp_ns`` later: its frame has not
+        arrived yet (another node's output can overtake the frame it was computed from), or
+        it has but its odometry may still come."""
+        with self._lock:
+            if not self._frames or self._frames[-1].stamp_ns < stamp_ns - tolerance_ns:
+                return True
+            frame = next((f for f in reversed(self._frames) if abs(f.stamp_ns - stamp_ns) <= tolerance_ns), None)
+            if frame is None or (self._last_taken_ns is not None and frame.stamp_ns <= self._last_taken_ns):
+                return False
+            return self._nearest_odometry(frame.stamp_ns) is None and self._odometry_may_come(frame.stamp_ns)
 
     def _nearest_odometry(self, stamp_ns: int) -> EgoState | None:
         """The ego state at ``stamp_ns`` with its acceleration from the state a window before."""

@@ -137,8 +137,8 @@ class PlannerNode(Node):
         self.watchdog.mark(name, self._now_ns())
 
     def _on_frame(self) -> None:
-        if not self.fusion:
-            self._wake.trigger()
+        # No fusion: plan on each new frame. Fusion: latent actions may be waiting for this frame.
+        self._wake.trigger()
 
     def _on_latent_msg(self, message: LatentActionsMsg) -> None:
         try:
@@ -177,6 +177,11 @@ class PlannerNode(Node):
                 return
             taken = self.anchor.take_at(actions.stamp_ns)
             if taken is None:
+                if self.anchor.awaiting(actions.stamp_ns):
+                    with self._lock:  # keep them for the frame (or odometry) still on its way
+                        if self._pending is None:
+                            self._pending = actions
+                    return
                 self.counters["latent_without_frame"] += 1
                 return
         else:

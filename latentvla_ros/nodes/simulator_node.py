@@ -44,6 +44,7 @@ _CAMERA_TOPICS = (topics.CAMERA_IMAGE, topics.CAMERA_IMAGE_COMPRESSED)
 # Ego states kept to anchor late trajectories at the pose they were planned from.
 EGO_HISTORY_LENGTH = 200
 STARTUP_REPUBLISH_S = 0.5
+STARTUP_REPUBLISH_STEP_NS = 1_000_000
 
 
 class SimulatorNode(Node):
@@ -170,8 +171,11 @@ class SimulatorNode(Node):
     def _on_timer(self) -> None:
         now = time.perf_counter()
         if self.lockstep and not self._stepping_started and not self._startup_complete(now):
-            # Planners and recorders discover us after the first state went out: repeat it.
+            # Planners and recorders discover us after the first state went out: repeat it,
+            # 1 ms later in sim time (nothing moves), so a model that ran on the first copy
+            # before its downstream node was listening runs again (models skip repeated stamps).
             if now - self._published_at > STARTUP_REPUBLISH_S:
+                self.world.time_ns += STARTUP_REPUBLISH_STEP_NS
                 self._publish_state()
             return
         if self.lockstep and not self._plan_for_current_step and now - self._published_at < self.lockstep_timeout_s:
