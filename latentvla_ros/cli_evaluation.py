@@ -293,8 +293,12 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
             runs = []
             for run in suite:
                 bar.set_postfix_str(f"{planner} {run.name}")
-                runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name, args.model_dir))
-                (out_dir / planner / run.name / "run.json").write_text(json.dumps(runs[-1], indent=1, default=float))
+                saved = out_dir / planner / run.name / "run.json"
+                if args.reuse_runs and saved.is_file():  # driven in an earlier invocation
+                    runs.append(json.loads(saved.read_text()))
+                else:
+                    runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name, args.model_dir))
+                    saved.write_text(json.dumps(runs[-1], indent=1, default=float))
                 bar.update()
             runs_by_planner[planner] = runs
             rows[planner] = aggregate_runs(runs)
@@ -331,5 +335,10 @@ def add_closed_loop_parser(subcommands) -> None:
     closed.add_argument("--suite", choices=sorted(SUITES), default="smoke")
     closed.add_argument("--planners", default=",".join(CLOSED_LOOP), help=f"comma list of {', '.join(CLOSED_LOOP)}")
     closed.add_argument("--model-dir", help="student/planner/teacher models (default: the shipped ones)")
+    closed.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="take runs already driven into --out (their run.json) instead of driving them again",
+    )
     closed.add_argument("--out", default="out/closed_loop", help="output folder (bags, report.json/md, PNGs)")
     closed.set_defaults(handler=_cmd_closed_loop)
