@@ -61,7 +61,8 @@ def main() -> int:
             ("LatentVLA student + planner, lock-stepped", replay(bag, "latentvla", scratch / "lv", None)),
         ]
     print(f"bag: {bag.name}, {rows[0][1]['log_s']:.1f} s of log")
-    print(f"{'replay':44s} {'plans':>6s} {'missed':>6s} {'play s':>8s} {'x real time':>12s} {'with start-up+scoring s':>24s}")
+    header = f"{'replay':44s} {'plans':>6s} {'missed':>6s} {'play s':>8s} {'x real time':>12s}"
+    print(f"{header} {'with start-up+scoring s':>24s}")
     for name, report in rows:
         row = next(iter(report["rows"].values()))
         print(
