@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from latentvla_ros import __version__
+from latentvla_ros.cli_bag_options import add_bag_topic_options, dataset_config
 from latentvla_ros.cli_evaluation import add_parsers as add_evaluation_parsers
 from latentvla_ros.cli_planning import add_parsers as add_planning_parsers
 from latentvla_ros.core.validation import InputError
@@ -53,15 +54,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
-    from latentvla_ros.data.dataset_builder import DatasetConfig, build_dataset
+    from latentvla_ros.data.dataset_builder import build_dataset
 
-    config = DatasetConfig(
-        camera_topic=args.camera_topic,
-        odometry_topic=args.odometry_topic,
-        command_topic=args.command_topic,
-        odometry_frame_id=args.odometry_frame,
-        odometry_child_frame_id=args.base_frame,
-    )
+    config = dataset_config(args)
     index = build_dataset(Path(args.bags), Path(args.out), config, Path(args.val) if args.val else None)
     for log in index["logs"]:
         print(f"{log['name']:32s} {log['split']:5s} {log['samples']:6d} samples")
@@ -73,9 +68,10 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from latentvla_ros.data.preview import render_bag_preview, render_drive_overview
 
     out_dir = Path(args.out)
+    config = dataset_config(args)
     for bag in find_bags(Path(args.bag)):
-        print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames))
-        print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames))
+        print(render_bag_preview(bag, out_dir / f"{bag.name}_preview.png", args.frames, config))
+        print(render_drive_overview(bag, out_dir / f"{bag.name}_overview.png", args.frames, config))
     return 0
 
 
@@ -213,8 +209,9 @@ def _print_lam_report(report: dict) -> None:
             )
 
 
-def _cache_of(data: Path, scratch: str) -> Path:
-    """A dataset cache as given, or one built from bags into ``scratch``."""
+def _cache_of(data: Path, scratch: str, args: argparse.Namespace | None = None) -> Path:
+    """A dataset cache as given, or one built from bags into ``scratch`` (with the command's
+    topic and frame options)."""
     from latentvla_ros.data.cache import read_index
 
     if (data / "dataset.json").is_file():
@@ -222,7 +219,7 @@ def _cache_of(data: Path, scratch: str) -> Path:
         return data
     from latentvla_ros.data.dataset_builder import build_dataset
 
-    build_dataset(data, Path(scratch) / "cache")
+    build_dataset(data, Path(scratch) / "cache", dataset_config(args) if args is not None else None)
     return Path(scratch) / "cache"
 
 
@@ -236,7 +233,7 @@ def _cmd_eval_lam(args: argparse.Namespace) -> int:
 
     model, description = load_latent_action_model(Path(args.model))
     with tempfile.TemporaryDirectory() as scratch:
-        windows = load_windows(_cache_of(Path(args.data), scratch), model.config)
+        windows = load_windows(_cache_of(Path(args.data), scratch, args), model.config)
         report, predictions = evaluate_lam(model, windows, full=True)
     # Glossed on the data evaluated here (held-out when the data is), not on training logs.
     glosses = code_glosses(predictions.ego_tokens, windows.acceleration, windows.yaw_rate, model.config.codebook_size)
@@ -313,7 +310,7 @@ def _cmd_eval_teacher(args: argparse.Namespace) -> int:
 
     teacher = LatentActionTeacher.from_pretrained(Path(args.model))
     with tempfile.TemporaryDirectory() as scratch:
-        cache = _cache_of(Path(args.data), scratch)
+        cache = _cache_of(Path(args.data), scratch, args)
         if cache != Path(args.data):  # bags: label them with the shipped latent action model
             from latentvla_ros.models.latent_action_labelling import label_cache
             from latentvla_ros.models.latent_action_loading import load_latent_action_model
@@ -332,7 +329,6 @@ def _cmd_eval_teacher(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from latentvla_ros import topics
 
     parser = argparse.ArgumentParser(prog="latentvla", description=__doc__)
     parser.add_argument("--version", action="version", version=f"latentvla_ros {__version__}")
@@ -360,11 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset = subcommands.add_parser("dataset", help="build training samples from rosbag2 logs")
     dataset.add_argument("bags", help="a bag, or a directory searched for bags")
     dataset.add_argument("--out", required=True, help="cache directory")
-    dataset.add_argument("--camera-topic", default=topics.CAMERA_IMAGE_COMPRESSED, help="Image or CompressedImage")
-    dataset.add_argument("--odometry-topic", default=topics.ODOMETRY)
-    dataset.add_argument("--command-topic", default=topics.DRIVING_COMMAND, help="optional; derived if absent")
-    dataset.add_argument("--odometry-frame", default="map", help="expected Odometry.header.frame_id")
-    dataset.add_argument("--base-frame", default="base_link", help="expected Odometry.child_frame_id")
+    add_bag_topic_options(dataset)
     dataset.add_argument("--val", help="bags to hold out as the val split (default: a hash of each log name)")
     dataset.set_defaults(handler=_cmd_dataset)
 
@@ -372,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("bag", help="a bag, or a directory searched for bags")
     preview.add_argument("--out", default="out/preview", help="output directory for the PNGs")
     preview.add_argument("--frames", type=int, default=4)
+    add_bag_topic_options(preview)
     preview.set_defaults(handler=_cmd_preview)
 
     train = subcommands.add_parser("train", help="train a model from a dataset cache")
@@ -416,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_lam.add_argument("--data", required=True, help="a bag, a directory of bags, or a dataset cache")
     eval_lam.add_argument("--model", default=str(shipped_model(SHIPPED_LAM)), help="model file stem (default: shipped)")
     eval_lam.add_argument("--json", help="write the report here (and the code grid PNG beside it)")
+    add_bag_topic_options(eval_lam)
     eval_lam.set_defaults(handler=_cmd_eval_lam)
 
     eval_teacher = eval_models.add_parser(
@@ -428,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_teacher.add_argument("--lam", default=str(shipped_model(SHIPPED_LAM)), help="LAM that labels bags")
     eval_teacher.add_argument("--limit", type=int, help="evaluate this many frames, evenly spread")
     eval_teacher.add_argument("--json", help="write the report here")
+    add_bag_topic_options(eval_teacher)
     eval_teacher.set_defaults(handler=_cmd_eval_teacher)
     add_planning_parsers(train_models, eval_models)  # student and planner
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from latentvla_ros import topics
+from latentvla_ros.cli_bag_options import add_bag_topic_options
 from latentvla_ros.data.errors import GraphError
 from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER
 
@@ -26,16 +27,6 @@ PLANNERS = {
     "constant_velocity": ("baseline.launch.yaml", {"planner": "constant_velocity"}, False),
 }
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-
-
-def add_bag_topic_options(
-    parser: argparse.ArgumentParser, camera_default: str = topics.CAMERA_IMAGE_COMPRESSED
-) -> None:
-    """The topic and frame options every bag command takes (same names, same defaults)."""
-    parser.add_argument("--camera-topic", default=camera_default, help="Image or CompressedImage")
-    parser.add_argument("--odometry-topic", default=topics.ODOMETRY, help="nav_msgs/Odometry")
-    parser.add_argument("--odometry-frame", default="map", help="expected Odometry.header.frame_id (often odom)")
-    parser.add_argument("--base-frame", default="base_link", help="expected Odometry.child_frame_id")
 
 
 def _check_replay_topics(bag: Path, args: argparse.Namespace, needs_camera: bool) -> tuple[str | None, str]:

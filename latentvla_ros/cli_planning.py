@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from latentvla_ros.cli_bag_options import add_bag_topic_options
 from latentvla_ros.environment import (
     SHIPPED_NO_FUSION_PLANNER,
     SHIPPED_PLANNER,
@@ -68,10 +69,10 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cache_with_teacher(data: Path, scratch: str, teacher: Path | None) -> Path:
+def _cache_with_teacher(data: Path, scratch: str, teacher: Path | None, args: argparse.Namespace) -> Path:
     from latentvla_ros.cli import _cache_of
 
-    cache = _cache_of(data, scratch)
+    cache = _cache_of(data, scratch, args)
     if teacher is not None:
         _write_teacher_outputs(teacher, cache)
     return cache
@@ -86,7 +87,7 @@ def _cmd_eval_student(args: argparse.Namespace) -> int:
 
     student, description = LatentActionStudent.load(Path(args.student))
     with tempfile.TemporaryDirectory() as scratch:
-        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher))
+        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher), args)
         samples = load_student_samples(cache, student.config)
     if "teacher_marginal" in description:
         marginal = np.asarray(description["teacher_marginal"])
@@ -113,7 +114,7 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
 
     student, _ = LatentActionStudent.load(Path(args.student))
     with tempfile.TemporaryDirectory() as scratch:
-        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher) if args.teacher else None)
+        cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher) if args.teacher else None, args)
         paths = [*args.planner, *args.no_fusion_planner]
         config = FusionPlanner.load(Path(paths[0]))[0].config if paths else PlannerConfig()
         samples = load_planner_samples(cache, config, keep_perturbed=args.keep_perturbed)
@@ -165,6 +166,7 @@ def add_parsers(train_models, eval_models) -> None:
     eval_student.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
     eval_student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)))
     eval_student.add_argument("--json", help="write the report here")
+    add_bag_topic_options(eval_student)
     eval_student.set_defaults(handler=_cmd_eval_student)
 
     eval_planner = eval_models.add_parser("planner", help="ADE/FDE at 1, 2, 4 s of every planner, one table")
@@ -187,4 +189,5 @@ def add_parsers(train_models, eval_models) -> None:
         "disturbance, not the driver's plan; left out by default, as in training)",
     )
     eval_planner.add_argument("--json", help="write the report here")
+    add_bag_topic_options(eval_planner)
     eval_planner.set_defaults(handler=_cmd_eval_planner)

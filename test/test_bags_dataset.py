@@ -318,3 +318,38 @@ def test_a_topic_of_the_wrong_type_is_one_line_naming_it(tmp_path):
     with pytest.raises(BagError) as error:
         build_log_samples(tmp_path / "drive", config)
     assert "topic /odom is sensor_msgs/msg/Image, expected nav_msgs/msg/Odometry" in str(error.value)
+
+
+def test_every_bag_command_reads_another_robots_topics_and_frames(tmp_path):
+    """A team's bag: raw camera on /front/image_raw, odometry on /odom in odom -> base_footprint,
+    no camera info, no command topic. `dataset`, `preview` and `eval lam` take the same options;
+    without them the error is one line naming what is missing."""
+    bag = tmp_path / "robot_drive"
+    image = np.random.default_rng(0).integers(0, 255, (48, 96, 3), dtype=np.uint8)
+    with BagWriter(bag) as writer:
+        for k in range(200):  # 20 s at 10 Hz
+            stamp = 2_000_000_000 + k * 100_000_000
+            t = k * 0.1
+            state = EgoState(stamp, 8.0 * t, 0.0, 0.0, 8.0, frame_id="odom", child_frame_id="base_footprint")
+            writer.write("/odom", stamp, conversions.ego_state_to_odometry(state))
+            writer.write("/front/image_raw", stamp, conversions.image_to_msg(image, stamp, "front_camera"))
+    options = [
+        "--camera-topic", "/front/image_raw", "--odometry-topic", "/odom",
+        "--odometry-frame", "odom", "--base-frame", "base_footprint",
+    ]  # fmt: skip
+
+    def run(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(LATENTVLA), *arguments], capture_output=True, text=True, timeout=300, check=False)
+
+    built = run("dataset", str(bag), "--out", str(tmp_path / "cache"), *options)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "robot_drive" in built.stdout
+    previewed = run("preview", str(bag), "--out", str(tmp_path / "preview"), *options)
+    assert previewed.returncode == 0, previewed.stderr[-2000:]
+    assert (tmp_path / "preview" / "robot_drive_preview.png").stat().st_size > 5_000
+    evaluated = run("eval", "lam", "--data", str(bag), *options)
+    assert evaluated.returncode in (0, 1), evaluated.stderr[-2000:]  # 1: a collapse on this data, said so
+    assert "Traceback" not in evaluated.stderr
+    without = run("preview", str(bag), "--out", str(tmp_path / "preview2"))
+    assert without.returncode == 2 and "Traceback" not in without.stderr
+    assert "/odom" in without.stderr and len(without.stderr.strip().splitlines()) == 1

@@ -179,7 +179,9 @@ def test_ami_is_chance_corrected_and_glosses_name_codes():
     labels = rng.integers(0, 3, 600)
     assert adjusted_mutual_information(labels, labels) == pytest.approx(1.0)
     assert adjusted_mutual_information(labels, (labels + 1) % 3) == pytest.approx(1.0)  # renaming does not matter
-    assert adjusted_mutual_information(labels, np.zeros_like(labels)) == pytest.approx(0.0)
+    assert adjusted_mutual_information(np.zeros_like(labels), labels) == pytest.approx(0.0)  # one code: nothing
+    assert adjusted_mutual_information(labels, np.zeros_like(labels)) is None  # nothing to explain
+    assert adjusted_mutual_information(np.zeros_like(labels), np.zeros_like(labels)) is None  # sklearn: 1.0
     # Independent labels with many values: NMI would report a positive number, AMI about 0.
     assert abs(adjusted_mutual_information(rng.integers(0, 16, 600), rng.integers(0, 9, 600))) < 0.02
     assert gloss_name(-3.0, 0.0) == "hard brake"

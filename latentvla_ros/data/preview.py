@@ -122,7 +122,10 @@ def render_bag_preview(bag: Path, out_png: Path, frame_count: int = 4, config: D
     """A grid of ``frame_count`` rows: camera frame with future trajectory | BEV."""
     config = config or DatasetConfig()
     frames, samples, _meta = build_log_samples(bag, config)
-    camera = read_camera_model(bag)
+    try:
+        camera = read_camera_model(bag)
+    except BagError:
+        camera = None  # no calibration in this bag: frames without the projected trajectory
     episodes = read_episodes(bag)
     bev_config = BevConfig()
     bev_renderer = None
@@ -131,7 +134,9 @@ def render_bag_preview(bag: Path, out_png: Path, frame_count: int = 4, config: D
         bev_renderer = BevRenderer(bev_config, rasterize_road(network))
     agents_at = _ground_truth_agents(bag) if bev_renderer else {}
     odometry = {
-        conversions.time_to_ns(item.message.header.stamp): conversions.odometry_to_ego_state(item.message).pose
+        conversions.time_to_ns(item.message.header.stamp): conversions.odometry_to_ego_state(
+            item.message, config.odometry_frame_id, config.odometry_child_frame_id
+        ).pose
         for item in read_messages(bag, [config.odometry_topic])
     }
     chosen = (
@@ -142,7 +147,7 @@ def render_bag_preview(bag: Path, out_png: Path, frame_count: int = 4, config: D
         stamp = int(samples["stamps_ns"][sample])
         trajectory = samples["trajectory"][sample]
         frame = frames[samples["frame_indices"][sample][-1]]
-        camera_view = draw_trajectory_on_frame(frame, camera, trajectory)
+        camera_view = draw_trajectory_on_frame(frame, camera, trajectory) if camera is not None else frame.copy()
         scale = PANEL_HEIGHT_PX / camera_view.shape[0]
         camera_view = cv2.resize(camera_view, (round(camera_view.shape[1] * scale), PANEL_HEIGHT_PX))
         command = DrivingCommand(int(samples["command"][sample])).name.lower()
@@ -185,7 +190,12 @@ def render_drive_overview(bag: Path, out_png: Path, frame_count: int = 4, config
 
     config = config or DatasetConfig()
     poses = np.array(
-        [conversions.odometry_to_ego_state(item.message).pose for item in read_messages(bag, [config.odometry_topic])]
+        [
+            conversions.odometry_to_ego_state(
+                item.message, config.odometry_frame_id, config.odometry_child_frame_id
+            ).pose
+            for item in read_messages(bag, [config.odometry_topic])
+        ]
     )
     episodes = read_episodes(bag)
     frames = []

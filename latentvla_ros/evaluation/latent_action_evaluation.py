@@ -49,10 +49,13 @@ def perplexity(tokens: np.ndarray, codebook_size: int) -> float:
     return float(np.exp(entropy(np.bincount(tokens, minlength=codebook_size).astype(float))))
 
 
-def adjusted_mutual_information(labels_a: np.ndarray, labels_b: np.ndarray) -> float | None:
-    """AMI in [-, 1], 0 at chance; None with fewer than two samples."""
-    if len(labels_a) < 2:
+def adjusted_mutual_information(tokens: np.ndarray, reference: np.ndarray) -> float | None:
+    """AMI in [-, 1], 0 at chance; None with fewer than two samples or a ``reference`` of one
+    value (nothing to explain; sklearn would call constant tokens a perfect match, 1.0).
+    Tokens of one value against a varying reference carry nothing: 0."""
+    if len(tokens) < 2 or len(np.unique(reference)) < 2:
         return None
+    labels_a, labels_b = tokens, reference
     return float(adjusted_mutual_info_score(labels_a, labels_b))
 
 
@@ -73,14 +76,18 @@ class StageReconstruction:
         return int(self.per_constant.argmin())
 
     def report(self, copy_mse: float) -> dict:
+        def gain(ours: float, reference: float) -> float | None:
+            # A reference with no error (frames that never change) leaves nothing to gain: n/a.
+            return 1.0 - ours / reference if reference > 0.0 else None
+
         return {
             "reconstruction_mse": self.inferred,
             "best_constant_mse": self.best_constant,
             "best_constant_code": self.best_constant_code,
             "shuffled_mse": self.shuffled,
-            "action_gain_vs_constant": 1.0 - self.inferred / self.best_constant,
-            "shuffled_gain_vs_constant": 1.0 - self.shuffled / self.best_constant,
-            "recon_improvement_vs_copy": 1.0 - self.inferred / copy_mse,
+            "action_gain_vs_constant": gain(self.inferred, self.best_constant),
+            "shuffled_gain_vs_constant": gain(self.shuffled, self.best_constant),
+            "recon_improvement_vs_copy": gain(self.inferred, copy_mse),
         }
 
 
@@ -235,8 +242,8 @@ def linear_probe_r2(tokens: np.ndarray, targets: dict[str, np.ndarray], log: np.
     one_hot = np.eye(size)[tokens]
     results = {}
     for name, target in targets.items():
-        if fit.sum() < 2 or score.sum() < 2:
-            results[name] = None
+        if fit.sum() < 2 or score.sum() < 2 or np.ptp(target[score]) == 0.0:
+            results[name] = None  # nothing to explain: R2 is undefined for a constant target
             continue
         probe = Ridge(alpha=1.0).fit(one_hot[fit], target[fit])
         results[name] = float(r2_score(target[score], probe.predict(one_hot[score])))
