@@ -256,3 +256,12 @@ def test_bev_is_ego_centred(intersection_raster):
     assert channels[2, row, column] == 0
     left_column, left_row = np.round(config.ego_to_pixels(np.array([0.0, 25.0]))).astype(int)
     assert channels[0, left_row, left_column] == 0  # 25 m to the left is grass
+
+
+def test_expert_yields_to_a_car_merging_from_an_ending_lane():
+    """Merge, seed 102, perturbed start: a ramp car merges from its ending lane just ahead of
+    the ego at 58 s. Predicted straight on (constant turn rate) the expert rear-ended it;
+    counting cars whose lane ends soon as obstacles for the neighbouring lane, it yields."""
+    world = DrivingWorld(ScenarioConfig("merge", seed=102, start_lateral_offset_m=1.0, start_heading_offset_rad=0.15))
+    drive_expert(world, 62.0)
+    assert not [c for c in world.collisions if c.at_fault]

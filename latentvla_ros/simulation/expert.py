@@ -58,6 +58,11 @@ class ExpertConfig:
     lane_change_cooldown_s: float = 4.0
     # A lane that ends (a lane drop) must be left this far before its end.
     dead_end_lookahead_m: float = 220.0
+    # An agent whose own lane ends within this distance will merge: it counts as an obstacle
+    # for the neighbouring lane too (its lateral reach grows by merge_reach_m), so the ego
+    # yields to it instead of predicting it straight on (constant turn rate cannot see a merge).
+    merge_anticipation_m: float = 60.0
+    merge_reach_m: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ class ExpertPlanner(Planner):
         config = self.config
         times = np.arange(0.0, config.rollout_horizon_s + 1e-9, config.rollout_dt_s)
         predictions = predict_constant_turn_rate(agents, times)
+        merging = np.array([self._merging_soon(agent) for agent in agents], dtype=bool)
         edge_number, current = self._current_route_edge(ego)
         if self._target_lane is not None and self._target_lane[:2] != current[:2]:
             self._target_lane = None  # moved on to the next road: the lane change is over
@@ -245,7 +251,7 @@ class ExpertPlanner(Planner):
             committed = lane == self._target_lane
             is_change = lane != current
             corridor = self._corridor(ego, edge_number, lane, is_change)
-            occupancy = _occupancy(corridor.path, predictions, agents, config)
+            occupancy = _occupancy(corridor.path, predictions, agents, config, merging)
             rollout = self._rollout(corridor, ego, occupancy, agents)
             score = float(rollout.arc_length_m[-1])
             safe = rollout.min_acceleration_mps2 > -config.max_deceleration_mps2 + 1e-6 or not is_change
@@ -268,6 +274,18 @@ class ExpertPlanner(Planner):
             self._target_lane = None
         self.last_corridor = corridor
         return self._trajectory(ego, corridor, rollout)
+
+    def _merging_soon(self, agent: AgentState) -> bool:
+        """The agent's lane ends (a lane drop: no lane of its index on any next road) within
+        ``merge_anticipation_m`` ahead of it."""
+        position = position_to_highway(np.array([agent.x_m, agent.y_m]))
+        start, end, index = self.network.get_closest_lane_index(position)
+        next_roads = self.network.graph.get(end, {})
+        if not next_roads or any(len(lanes) > index for lanes in next_roads.values()):
+            return False  # continues (or the network ends: an exit, not a merge)
+        lane = self.network.get_lane((start, end, index))
+        longitudinal, _ = lane.local_coordinates(position)
+        return lane.length - longitudinal < self.config.merge_anticipation_m
 
     def _trajectory(self, ego: EgoState, corridor: Corridor, rollout: Rollout) -> Trajectory:
         output_times = NAVSIM_INTERVAL_S * np.arange(1, NAVSIM_NUM_POSES + 1)
@@ -329,10 +347,17 @@ def _obstacle_candidates(occupancy: tuple, agents: list[AgentState], steps: int,
     return candidates
 
 
-def _occupancy(path: LanePath, predictions: np.ndarray, agents: list[AgentState], config: ExpertConfig):
+def _occupancy(
+    path: LanePath,
+    predictions: np.ndarray,
+    agents: list[AgentState],
+    config: ExpertConfig,
+    merging: np.ndarray | None = None,
+):
     """For predicted agent poses (A, T, 3): arc length on the path, speed along it, whether
-    the agent's box overlaps the corridor (ego width + clearance) at each time (all (A, T)),
-    and whether the agent crosses the corridor rather than drives along it (A,)."""
+    the agent's box overlaps the corridor (ego width + clearance; more for ``merging``
+    agents) at each time (all (A, T)), and whether the agent crosses the corridor rather
+    than drives along it (A,)."""
     if len(agents) == 0:
         empty = np.zeros((0, predictions.shape[1] if predictions.ndim == 3 else 0))
         return empty, empty, empty.astype(bool), np.zeros(0, dtype=bool)
@@ -342,7 +367,8 @@ def _occupancy(path: LanePath, predictions: np.ndarray, agents: list[AgentState]
     lengths = np.array([a.length_m for a in agents])[:, None]
     widths = np.array([a.width_m for a in agents])[:, None]
     half_extent_lateral = 0.5 * (widths * np.abs(np.cos(relative_heading)) + lengths * np.abs(np.sin(relative_heading)))
-    occupied = distance < EGO_WIDTH_M / 2 + half_extent_lateral + config.lateral_clearance_m
+    reach = config.lateral_clearance_m + (config.merge_reach_m * merging[:, None] if merging is not None else 0.0)
+    occupied = distance < EGO_WIDTH_M / 2 + half_extent_lateral + reach
     # Off the end of the path the projection saturates; those are not on the corridor.
     occupied &= arc_length < path.length_m - 1e-6
     speeds = np.array([a.speed_mps for a in agents])[:, None]
