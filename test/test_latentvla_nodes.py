@@ -227,20 +227,15 @@ def test_stale_camera_gives_a_safe_stop_and_error_then_recovers(small_models, rc
     assert "Traceback" not in output, output[-3000:]
 
 
+def _no_fusion_planner(models: Path, *arguments: str) -> subprocess.Popen:
+    common = ["-r", "~/input/image:=/cam", "-r", "~/input/odometry:=/odom"]
+    return _start("planner_node", *common, "-p", f"model_path:={models / 'planner_nofusion_v1.0'}", *arguments)
+
+
 def test_no_fusion_planner_plans_without_latent_actions(small_models, rclpy_context):
     from latentvla_ros.msg import PlannedTrajectory
 
-    processes = [
-        _start(
-            "planner_node",
-            "-r",
-            "~/input/image:=/cam",
-            "-r",
-            "~/input/odometry:=/odom",
-            "-p",
-            f"model_path:={small_models / 'planner_nofusion_v1.0'}",
-        )
-    ]
+    processes = [_no_fusion_planner(small_models)]
     inputs = SimulatedInputs(rclpy_context)
     try:
         assert inputs.advance_until(
@@ -267,19 +262,7 @@ def test_foxglove_port_streams_the_plan_to_a_websocket_client(small_models, rclp
     with socket.socket() as probe:  # a free loopback port for the node to bind
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    processes = [
-        _start(
-            "planner_node",
-            "-r",
-            "~/input/image:=/cam",
-            "-r",
-            "~/input/odometry:=/odom",
-            "-p",
-            f"model_path:={small_models / 'planner_nofusion_v1.0'}",
-            "-p",
-            f"foxglove_port:={port}",
-        )
-    ]
+    processes = [_no_fusion_planner(small_models, "-p", f"foxglove_port:={port}")]
     inputs = SimulatedInputs(rclpy_context)
     client = None
     try:
