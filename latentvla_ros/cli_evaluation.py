@@ -278,21 +278,24 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         f"closed loop: suite '{args.suite}' ({len(suite)} runs, {suite_minutes(args.suite):.0f} simulated minutes "
         f"per planner) x {len(planners)} planners, through the live ROS graph"
     )
-    rows, runs_by_planner = {}, {}
+    rows, runs_by_planner, skipped = {}, {}, []
     with tqdm(total=len(suite) * len(planners), desc="closed loop", unit="run", file=sys.stderr) as bar:
         for planner in planners:
             runs = []
             for run in suite:
                 bar.set_postfix_str(f"{planner} {run.name}")
                 saved = out_dir / planner / run.name / "run.json"
-                if args.reuse_runs and saved.is_file():  # driven in an earlier invocation
+                if (args.reuse_runs or args.only_driven) and saved.is_file():  # driven in an earlier invocation
                     runs.append(json.loads(saved.read_text()))
+                elif args.only_driven:
+                    skipped.append(f"{planner} {run.name}")
                 else:
                     runs.append(_closed_loop_run(planner, run, out_dir / planner / run.name, args.model_dir))
                     saved.write_text(json.dumps(runs[-1], indent=1, default=float))
                 bar.update()
-            runs_by_planner[planner] = runs
-            rows[planner] = aggregate_runs(runs)
+            if runs:
+                runs_by_planner[planner] = runs
+                rows[planner] = aggregate_runs(runs)
     command = (
         " ".join(["latentvla closed-loop", *(shlex.quote(a) for a in sys.argv[2:])])
         if sys.argv[1:2] == ["closed-loop"]
@@ -302,6 +305,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         "command": command,
         "suite": args.suite,
         "runs": [run.__dict__ for run in suite],
+        "not_driven": skipped,
         "per_run": {
             p: [{k: r[k] for k in ("run", "bag", "drive", "scores", "distance_km")} for r in runs]
             for p, runs in runs_by_planner.items()
@@ -309,10 +313,16 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     }
     json_path, md_path = write_report(out_dir, f"Closed loop, suite '{args.suite}'", rows, details)
     print(md_path.read_text().split("\n", 2)[2].rstrip())
+    if skipped:
+        note = f"Not driven (the suite was stopped part way): {', '.join(skipped)}."
+        md_path.write_text(md_path.read_text() + f"\n{note}\n")
+        print(note)
     pictures = [plot_scores(rows, out_dir / "scores.png")]
     pictures += plot_scenario_paths(runs_by_planner, out_dir)
-    learned = next((p for p in ("latentvla", "no_fusion", "latentvla_teacher") if p in runs_by_planner), planners[0])
-    pictures.append(render_worst_moments(runs_by_planner[learned], out_dir / f"worst_{learned}.png", learned))
+    learned = next((p for p in ("latentvla", "no_fusion", "latentvla_teacher") if p in runs_by_planner), None)
+    learned = learned or next(iter(runs_by_planner), None)
+    if learned is not None:
+        pictures.append(render_worst_moments(runs_by_planner[learned], out_dir / f"worst_{learned}.png", learned))
     print(f"report:   {json_path}, {md_path}\npictures: {', '.join(str(p) for p in pictures if p)}")
     return 0
 
@@ -330,6 +340,11 @@ def add_closed_loop_parser(subcommands) -> None:
         "--reuse-runs",
         action="store_true",
         help="take runs already driven into --out (their run.json) instead of driving them again",
+    )
+    closed.add_argument(
+        "--only-driven",
+        action="store_true",
+        help="the table from the runs already in --out only (a suite stopped part way); lists what is missing",
     )
     closed.add_argument("--out", default="out/closed_loop", help="output folder (bags, report.json/md, PNGs)")
     closed.set_defaults(handler=_cmd_closed_loop)
