@@ -83,6 +83,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     }
     if needs_camera and args.model_dir:
         overrides["model_dir"] = args.model_dir
+    if needs_camera and args.rate is None:
+        # Lock-stepped, time is the player's: it holds the clock while the graph thinks, so the
+        # watchdog's 0.3 s of node time would measure the player, not stale inputs.
+        overrides["stale_timeout_s"] = "5.0"
     if needs_camera:
         # Student and planner both listen to camera and odometry.
         played = [
@@ -117,6 +121,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 answer_timeout_s=args.answer_timeout,
                 plan_every_s=args.plan_every if needs_camera and args.rate is None else None,
                 history_s=LATENT_STEP_S if needs_camera else 0.0,
+                internal_topics=("/latentvla/student/latent_actions",) if needs_camera else (),
                 progress=progress,
             )
     finally:
@@ -190,7 +195,9 @@ def add_parsers(subcommands) -> None:
         help="camera planners: plan on one frame per this many seconds (NAVSIM: 0.5); 0: every frame",
     )
     replay.add_argument("--model-dir", help="student/planner models (default: the shipped ones)")
-    replay.add_argument("--answer-timeout", type=float, default=2.0, help="lock-step: wall seconds to wait for a plan")
+    replay.add_argument(
+        "--answer-timeout", type=float, default=10.0, help="lock-step: wall seconds to wait for a plan (a dead graph)"
+    )
     add_bag_topic_options(replay)
     replay.set_defaults(handler=_cmd_replay)
     add_closed_loop_parser(subcommands)

@@ -78,13 +78,15 @@ def replay_bag(
     ready_timeout_s: float = 60.0,
     plan_every_s: float | None = None,
     history_s: float = 0.0,
+    internal_topics: tuple[str, ...] = (),
     progress=None,
 ) -> ReplayResult:
     """Play ``played`` topics of ``bag`` into the graph (already started, on sim time).
 
     ``plan_every_s``: plan on one frame per interval (NAVSIM scores at 2 Hz), sending only
     the frames that are planned on and those ``history_s`` before them that the planner
-    looks back to; odometry always goes out whole."""
+    looks back to; odometry always goes out whole. ``internal_topics``: topics between the
+    graph's own nodes (the student's latent actions) that must have a subscriber before play."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -125,14 +127,20 @@ def replay_bag(
                 executor.spin_once(timeout_sec=0.002)
             return condition()
 
-        # The graph is ready when every node listens on every played topic.
+        # The graph is ready when every node listens on every played topic and on its own
+        # internal topics (models load before nodes subscribe), then discovery settles.
         ready = spin_until(
-            lambda: all(node.count_subscribers(p.graph_topic) >= p.listeners for p in played), ready_timeout_s
+            lambda: (
+                all(node.count_subscribers(p.graph_topic) >= p.listeners for p in played)
+                and all(node.count_subscribers(topic) > 0 for topic in internal_topics)
+            ),
+            ready_timeout_s,
         )
         if not ready:
             missing = [p.graph_topic for p in played if node.count_subscribers(p.graph_topic) < p.listeners]
             node.destroy_node()
             raise GraphError(f"the planner graph never subscribed to {', '.join(missing)} in {ready_timeout_s:.0f} s")
+        spin_until(lambda: False, 0.5)
         plan_topics = {p.bag_topic for p in played if p.plans_on}
         odometry_topics = {p.bag_topic for p in played if p.bag_topic not in plan_topics}
         # An odometry-only planner answers every message (reliable, no dropping): keep a few
@@ -146,9 +154,8 @@ def replay_bag(
             """Wait (spinning) until at most ``keep`` plans are still owed."""
             while len(outstanding) > keep:
                 frame_stamp = outstanding.pop(0)
-                timeout = answer_timeout_s if result.awaited > 0 else ready_timeout_s  # first: models load
                 result.awaited += 1
-                if not spin_until(lambda s=frame_stamp: s in answered, timeout):
+                if not spin_until(lambda s=frame_stamp: s in answered, answer_timeout_s):
                     result.missed += 1
 
         def publish(topic: str, stamp: int, message) -> None:
@@ -188,8 +195,6 @@ def replay_bag(
                 # arrives faster than frames; a planner never sees a frame it cannot place).
                 held.append((item.topic, stamp, item.message, plans_on))
             else:
-                if result.played == 0:
-                    spin_until(lambda: False, 0.2)  # let discovery settle before the first message
                 publish(item.topic, stamp, item.message)
                 if held and result.played == 1:
                     spin_until(lambda: False, 0.1)  # the first state lands before the first frame
