@@ -282,7 +282,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--planners: unknown {', '.join(unknown)}; choose from {', '.join(CLOSED_LOOP)}")
     print(
-        f"closed loop: suite '{args.suite}' ({len(suite)} runs, {suite_minutes(args.suite):.0f} simulated minutes "
+        f"closed loop: suite '{args.suite}' ({len(suite)} runs, {suite_minutes(args.suite):.3g} simulated minutes "
         f"per planner) x {len(planners)} planners, through the live ROS graph"
     )
     rows, runs_by_planner, skipped = {}, {}, []
