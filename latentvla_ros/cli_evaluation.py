@@ -9,13 +9,11 @@ score every plan (``evaluation/plan_scoring.py``); both write ``report.json``,
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
-from latentvla_ros import topics
 from latentvla_ros.cli_bag_options import add_bag_topic_options
 from latentvla_ros.data.errors import GraphError
 from latentvla_ros.environment import SHIPPED_NO_FUSION_PLANNER, SHIPPED_PLANNER
@@ -31,18 +29,14 @@ IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 def _check_replay_topics(bag: Path, args: argparse.Namespace, needs_camera: bool) -> tuple[str | None, str]:
     """The camera topic (None: none in the bag) and its transport; one clear error otherwise."""
-    from latentvla_ros.data.bag_io import BagError, bag_topics
+    from latentvla_ros.data.bag_io import BagError, bag_topics, camera_topic_in, require_topic_types
 
     available = bag_topics(bag)
     listing = ", ".join(f"{t} ({kind})" for t, (kind, _) in sorted(available.items()))
-    odometry = available.get(args.odometry_topic)
-    if odometry is None:
+    if args.odometry_topic not in available:
         raise BagError(f"{bag}: no odometry topic {args.odometry_topic} (--odometry-topic); the bag has: {listing}")
-    if odometry[0] != "nav_msgs/msg/Odometry":
-        raise BagError(f"{bag}: topic {args.odometry_topic} is {odometry[0]}, expected nav_msgs/msg/Odometry")
-    camera_topic = args.camera_topic
-    if camera_topic not in available and camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
-        camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
+    camera_topic = camera_topic_in(available, args.camera_topic)
+    require_topic_types(bag, available, {args.odometry_topic: ("nav_msgs/msg/Odometry",), camera_topic: IMAGE_TYPES})
     if camera_topic not in available:
         if needs_camera:
             raise BagError(
@@ -50,10 +44,7 @@ def _check_replay_topics(bag: Path, args: argparse.Namespace, needs_camera: bool
                 f"an odometry-only bag replays with --planner constant_velocity. The bag has: {listing}"
             )
         return None, "raw"
-    kind = available[camera_topic][0]
-    if kind not in IMAGE_TYPES:
-        raise BagError(f"{bag}: topic {camera_topic} is {kind}, expected {' or '.join(IMAGE_TYPES)}")
-    return camera_topic, "compressed" if kind.endswith("CompressedImage") else "raw"
+    return camera_topic, "compressed" if available[camera_topic][0].endswith("CompressedImage") else "raw"
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -218,7 +209,7 @@ def _closed_loop_run(planner: str, run, run_dir: Path, model_dir: str | None = N
     import numpy as np
 
     from latentvla_ros.cli import _launch_file
-    from latentvla_ros.data.drive_report import _odometry, drive_report
+    from latentvla_ros.data.drive_report import drive_report, read_odometry
     from latentvla_ros.evaluation.plan_scoring import score_plans
     from latentvla_ros.ros.launch_yaml import plan_launch, run_launch
 
@@ -239,21 +230,12 @@ def _closed_loop_run(planner: str, run, run_dir: Path, model_dir: str | None = N
         overrides["model_dir"] = model_dir
     log = run_dir / "launch.log"
     with open(log, "w") as output:  # the graph's own log lines stay out of the table
-        saved = os.dup(1), os.dup(2)
-        os.dup2(output.fileno(), 1)
-        os.dup2(output.fileno(), 2)
-        try:
-            status = run_launch(plan_launch(_launch_file(launch_file), overrides))
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+        status = run_launch(plan_launch(_launch_file(launch_file), overrides), output)
     if status != 0 or not bag.is_dir():
         raise GraphError(f"closed loop {planner} on {run.name}: the graph did not finish cleanly; see {log}")
     drive = drive_report(bag).summary()
     scores = score_plans(bag)
-    _, poses = _odometry(bag)
+    _, poses = read_odometry(bag)
     steps = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) if len(poses) > 1 else np.zeros(0)
     return {
         "run": run.name,

@@ -167,6 +167,24 @@ def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
         reader.close()
 
 
+def require_topic_types(bag: str | Path, available: dict, expected: dict[str, tuple[str, ...]]) -> None:
+    """A topic of the wrong type is one line naming it, its type and the expected ones, not an
+    AttributeError deep inside; topics the bag does not have are not checked here."""
+    for topic, types in expected.items():
+        if topic in available and available[topic][0] not in types:
+            raise BagError(f"{bag}: topic {topic} is {available[topic][0]}, expected {' or '.join(types)}")
+
+
+def camera_topic_in(available: dict, requested: str) -> str:
+    """The camera topic to read: the one asked for, or the raw image where the default
+    compressed one is absent (the default accepts raw images too)."""
+    from latentvla_ros import topics
+
+    if requested not in available and requested == topics.CAMERA_IMAGE_COMPRESSED:
+        return topics.CAMERA_IMAGE
+    return requested
+
+
 def read_messages(path: str | Path, topics: Sequence[str]) -> Iterator[BagMessage]:
     """Deserialized messages of ``topics`` in log-time order. Every topic must be in the bag."""
     reader = open_bag(path)

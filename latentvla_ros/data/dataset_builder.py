@@ -38,7 +38,7 @@ from latentvla_ros import topics
 from latentvla_ros.core.driving_command import DrivingCommand, command_from_heading_change
 from latentvla_ros.core.se2 import relative_poses, wrap_angle
 from latentvla_ros.core.validation import InputError
-from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
+from latentvla_ros.data.bag_io import BagError, bag_topics, camera_topic_in, read_messages, require_topic_types
 from latentvla_ros.data.cache import CACHE_VERSION
 from latentvla_ros.ros import conversions
 
@@ -153,9 +153,7 @@ def derive_command(track: OdometryTrack, time_ns: int, lookahead_s: float) -> Dr
 def _read_log(bag: Path, config: DatasetConfig):
     """Odometry track, camera frames and stamps, command messages of one bag."""
     available = bag_topics(bag)
-    camera_topic = config.camera_topic
-    if camera_topic not in available and config.camera_topic == topics.CAMERA_IMAGE_COMPRESSED:
-        camera_topic = topics.CAMERA_IMAGE  # the default accepts raw images too
+    camera_topic = camera_topic_in(available, config.camera_topic)
     wanted = [camera_topic, config.odometry_topic]
     optional = [
         t
@@ -171,9 +169,7 @@ def _read_log(bag: Path, config: DatasetConfig):
         config.agents_topic: ("latentvla_ros/msg/GroundTruthAgents",),
         config.episode_topic: ("std_msgs/msg/String",),
     }
-    for topic in wanted:  # a wrong type is one line naming it, not an AttributeError deep inside
-        if topic in available and available[topic][0] not in expected[topic]:
-            raise BagError(f"{bag}: topic {topic} is {available[topic][0]}, expected {' or '.join(expected[topic])}")
+    require_topic_types(bag, available, {topic: expected[topic] for topic in wanted})
     stamps, poses, velocities, yaw_rates = [], [], [], []
     frames, frame_stamps, commands = [], [], []
     perturbations, agents_by_stamp, scenario_names = [], {}, set()

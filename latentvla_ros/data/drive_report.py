@@ -67,10 +67,7 @@ class DriveReport:
         }
 
 
-MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert", 4: "baseline"}
-
-
-def _odometry(bag: Path, topic: str = topics.ODOMETRY, frames: tuple[str, str] = ("map", "base_link")):
+def read_odometry(bag: Path, topic: str = topics.ODOMETRY, frames: tuple[str, str] = ("map", "base_link")):
     stamps, poses = [], []
     for item in read_messages(bag, [topic]):
         ego = conversions.odometry_to_ego_state(item.message, *frames)
@@ -104,13 +101,13 @@ def route_completion(bag: Path, stamps: np.ndarray, poses: np.ndarray) -> list[f
 def drive_report(bag: Path) -> DriveReport:
     report = DriveReport()
     available = bag_topics(bag)
-    stamps, poses = _odometry(bag)
+    stamps, poses = read_odometry(bag)
     if len(stamps):
         report.simulated_s = (stamps[-1] - stamps[0]) * 1e-9
     report.episodes = len(read_episodes(bag))
     report.route_completion = route_completion(bag, stamps, poses) if report.episodes else []
     for item in read_messages(bag, [topics.TRAJECTORY]):
-        name = MODE_NAMES.get(int(item.message.mode), str(item.message.mode))
+        name = conversions.PLAN_MODE_NAMES.get(int(item.message.mode), str(item.message.mode))
         report.plans[name] = report.plans.get(name, 0) + 1
     if "/diagnostics" in available:
         for item in read_messages(bag, ["/diagnostics"]):
@@ -164,7 +161,7 @@ def render_drive(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stamps, poses = _odometry(bag, odometry_topic, frames)
+    stamps, poses = read_odometry(bag, odometry_topic, frames)
     episodes = read_episodes(bag)
     figure = plt.figure(figsize=(12, 9), dpi=100)
     axis = figure.add_axes([0.06, 0.34, 0.9, 0.62])
@@ -183,7 +180,7 @@ def render_drive(
     axis.set_aspect("equal")
     axis.legend(loc="upper right")
     axis.set_title(title or f"closed loop: {len(episodes)} episode(s), {(stamps[-1] - stamps[0]) * 1e-9:.0f} s")
-    for number, (stamp, frame) in enumerate(_frames_with_plans(bag, frame_count, camera_topic, frame_stamps)):
+    for number, (stamp, frame) in enumerate(frames_with_plans(bag, frame_count, camera_topic, frame_stamps)):
         frame_axis = figure.add_axes([0.03 + number * 0.94 / frame_count, 0.02, 0.94 / frame_count - 0.01, 0.28])
         frame_axis.imshow(frame)
         frame_axis.set_title(f"t = {stamp * 1e-9:.1f} s", fontsize=9)
@@ -195,7 +192,7 @@ def render_drive(
     return out_png
 
 
-def _frames_with_plans(
+def frames_with_plans(
     bag: Path, count: int, camera_topic: str, stamps: list[int] | None = None
 ) -> list[tuple[int, np.ndarray]]:
     """Camera frames (evenly spread, or those at ``stamps``) with the trajectory planned from

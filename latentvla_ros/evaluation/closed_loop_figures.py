@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from latentvla_ros import topics
-from latentvla_ros.data.drive_report import _frames_with_plans, _odometry
+from latentvla_ros.data.drive_report import frames_with_plans, read_odometry
 from latentvla_ros.data.preview import draw_road_map
 
 COLORS = {
@@ -48,7 +48,7 @@ def plot_scenario_paths(runs_by_planner: dict[str, list[dict]], out_dir: Path) -
         draw_road_map(axis, scenario)
         extent = []
         for planner, run in by_planner.items():
-            _, poses = _odometry(Path(run["bag"]))
+            _, poses = read_odometry(Path(run["bag"]))
             if len(poses) == 0:
                 continue
             jumps = np.flatnonzero(np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) > 10.0) + 1
@@ -87,7 +87,7 @@ def render_worst_moments(runs: list[dict], out_png: Path, planner: str, count: i
     chosen = candidates[:count]
     pictures = []
     for _, row, run in chosen:
-        frames = _frames_with_plans(Path(run["bag"]), 1, topics.CAMERA_IMAGE_COMPRESSED, [row["stamp_ns"]])
+        frames = frames_with_plans(Path(run["bag"]), 1, topics.CAMERA_IMAGE_COMPRESSED, [row["stamp_ns"]])
         if frames:
             pictures.append((run["run"], row, frames[0][1]))
     if not pictures:

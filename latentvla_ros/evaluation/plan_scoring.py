@@ -26,7 +26,7 @@ import numpy as np
 
 from latentvla_ros import topics
 from latentvla_ros.core.se2 import relative_poses, wrap_angle
-from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages
+from latentvla_ros.data.bag_io import BagError, bag_topics, read_messages, require_topic_types
 from latentvla_ros.evaluation.pdms import AgentBoxes, pdm_score
 from latentvla_ros.evaluation.planner_evaluation import HORIZONS_S
 
@@ -36,7 +36,6 @@ MAX_ODOMETRY_GAP_S = 0.5  # wider than this between two states: no interpolated 
 MAX_SPEED_MPS = 70.0  # faster than this between two states is a jump (an episode restart), not driving
 AGENT_MATCH_S = 0.06  # the agents message nearest a plan step, within this
 SUB_SCORES = ("nc", "dac", "ttc", "ep", "c")
-MODE_NAMES = {0: "distilled", 1: "undistilled", 2: "safe_stop", 3: "expert", 4: "baseline"}
 
 
 @dataclass(frozen=True)
@@ -198,19 +197,13 @@ class PlanScores:
         return result
 
 
-def _check_types(bag: Path, available: dict, wanted: dict[str, tuple[str, ...]]) -> None:
-    for topic, expected in wanted.items():
-        if topic in available and available[topic][0] not in expected:
-            raise BagError(f"{bag}: topic {topic} is {available[topic][0]}, expected {' or '.join(expected)}")
-
-
 def score_plans(bag: Path, scoring_topics: ScoringTopics = ScoringTopics()) -> PlanScores:
     """Every plan on ``scoring_topics.trajectory`` scored against the rest of the bag."""
     from latentvla_ros.ros import conversions  # rosidl messages: the bag's types
 
     t = scoring_topics
     available = bag_topics(bag)
-    _check_types(
+    require_topic_types(
         bag,
         available,
         {
@@ -256,7 +249,10 @@ def score_plans(bag: Path, scoring_topics: ScoringTopics = ScoringTopics()) -> P
             continue
         planned = plan.poses_ego_frame
         distance = np.linalg.norm(planned[:, :2] - truth[:, :2], axis=-1)
-        row: dict = {"stamp_ns": stamp_ns, "mode": MODE_NAMES.get(int(message.mode), str(message.mode))}
+        row: dict = {
+            "stamp_ns": stamp_ns,
+            "mode": conversions.PLAN_MODE_NAMES.get(int(message.mode), str(message.mode)),
+        }
         for horizon in HORIZONS_S:
             steps = round(horizon / INTERVAL_S)
             row[f"ade_{horizon:g}s"] = float(distance[:steps].mean())

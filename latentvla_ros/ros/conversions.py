@@ -141,6 +141,16 @@ def ego_state_to_odometry(ego_state: EgoState) -> Odometry:
 # --- trajectory ---------------------------------------------------------------
 
 
+# PlannedTrajectory.mode in words, for reports.
+PLAN_MODE_NAMES = {
+    PlannedTrajectory.MODE_DISTILLED: "distilled",
+    PlannedTrajectory.MODE_UNDISTILLED: "undistilled",
+    PlannedTrajectory.MODE_SAFE_STOP: "safe_stop",
+    PlannedTrajectory.MODE_EXPERT: "expert",
+    PlannedTrajectory.MODE_BASELINE: "baseline",
+}
+
+
 def trajectory_to_msg(
     trajectory: Trajectory,
     stamp_ns: int,

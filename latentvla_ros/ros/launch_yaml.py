@@ -164,9 +164,13 @@ def _node_process(body: dict, arguments: dict[str, str]) -> NodeProcess:
     return NodeProcess(str(name), command, on_exit == "shutdown")
 
 
-def start_nodes(plan: LaunchPlan) -> None:
+def start_nodes(plan: LaunchPlan, output=None) -> None:
+    """Start every node; ``output``: a file for their stdout and stderr (default: ours)."""
     for node in plan.nodes:
-        node.process = subprocess.Popen(node.command)
+        if output is None:
+            node.process = subprocess.Popen(node.command)
+        else:
+            node.process = subprocess.Popen(node.command, stdout=output, stderr=subprocess.STDOUT)
 
 
 def stop_nodes(plan: LaunchPlan) -> bool:
@@ -191,10 +195,10 @@ def stop_nodes(plan: LaunchPlan) -> bool:
     return failed
 
 
-def run_launch(plan: LaunchPlan) -> int:
-    """Start every node; stop all on Ctrl-C or when an ``on_exit: shutdown`` node exits.
-    Returns non-zero if any node failed."""
-    start_nodes(plan)
+def run_launch(plan: LaunchPlan, output=None) -> int:
+    """Start every node (their output to ``output`` if given); stop all on Ctrl-C or when an
+    ``on_exit: shutdown`` node exits. Returns non-zero if any node failed."""
+    start_nodes(plan, output)
     try:
         while True:
             exited = [n for n in plan.nodes if n.process.poll() is not None]
