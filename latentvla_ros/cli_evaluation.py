@@ -78,6 +78,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         # Lock-stepped, time is the player's: it holds the clock while the graph thinks, so the
         # watchdog's 0.3 s of node time would measure the player, not stale inputs.
         overrides["stale_timeout_s"] = "5.0"
+        # The player waits for every frame anyway: a best-effort frame lost on a loaded
+        # machine would only leave a plan unanswered.
+        overrides["camera_qos_reliability"] = "reliable"
     if needs_camera:
         # Student and planner both listen to camera and odometry.
         played = [
@@ -137,6 +140,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         "messages_played": result.played,
         "frames_awaited": result.awaited,
         "frames_missed": result.missed,
+        "frames_missed_at_s": result.missed_at_s,
         "recorded": result.recorded,
         "per_plan": scores.rows,
     }
@@ -145,7 +149,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {result.log_s:.1f} s of log in {result.wall_s:.1f} s wall "
         f"({result.real_time_factor:.1f}x real time); "
         f"{summary['plans']} plans scored, {summary['unscored']} without a full 4 s future"
-        + (f", {result.missed} of {result.awaited} frames unanswered" if result.missed else "")
+        + (
+            f", {result.missed} of {result.awaited} frames unanswered "
+            f"(at {', '.join(f'{t:g}' for t in result.missed_at_s[:5])} s of log)"
+            if result.missed
+            else ""
+        )
     )
     print(md_path.read_text().split("\n", 2)[2].rstrip())
     worst = sorted(scores.rows, key=lambda row: -row["fde_4s"])[:3]

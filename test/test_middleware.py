@@ -116,3 +116,35 @@ def test_messages_arrive_intact_in_another_process(rclpy_context):
         assert got["longitudinal_velocity_mps"] == pytest.approx(sent.longitudinal_velocity_mps)
         assert got["heading_rate_rps"] == pytest.approx(sent.heading_rate_rps)
         assert got["acceleration_mps2"] == pytest.approx(sent.acceleration_mps2)
+
+
+def test_latent_actions_published_before_the_planner_subscribes_still_reach_it(rclpy_context):
+    """The student's first outputs may go out before its participant has discovered the
+    planner's reader (a lock-stepped player then waits for that plan forever): the latent
+    actions QoS keeps them for a late reader; a volatile one would get nothing."""
+    from latentvla_ros.ros.qos import LATENT_ACTIONS, STATE
+
+    latents_msg, _ = _messages()
+    student = rclpy.create_node("early_student", context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(student)
+    publisher = student.create_publisher(LatentActionsMsg, "/test/early_latent_actions", LATENT_ACTIONS)
+    publisher.publish(latents_msg)  # nobody listens yet
+    planner = rclpy.create_node("late_planner", context=rclpy_context)
+    executor.add_node(planner)
+    late, volatile = [], []
+    planner.create_subscription(LatentActionsMsg, "/test/early_latent_actions", late.append, LATENT_ACTIONS)
+    planner.create_subscription(LatentActionsMsg, "/test/early_latent_actions", volatile.append, STATE)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not late and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + 0.5  # what else arrives
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.shutdown()
+        planner.destroy_node()
+        student.destroy_node()
+    assert len(late) == 1 and list(late[0].tokens) == list(latents_msg.tokens)
+    assert volatile == []

@@ -97,6 +97,7 @@ def test_simulated_bag_replays_through_the_student_and_planner(tmp_path):
     report = json.loads((out / "report.json").read_text())
     row = report["rows"]["latentvla"]
     # Planned every 0.5 s on frames with a full 4 s future: the 8 s log gives 8 or 9 of them.
-    assert report["frames_missed"] == 0 and row["plans_by_mode"].get("distilled", 0) >= 8
+    assert report["frames_missed"] == 0, result.stdout + result.stderr[-3000:]
+    assert row["plans_by_mode"].get("distilled", 0) >= 8
     assert all(row[k] is not None for k in ("pdms", "nc", "ttc", "ep", "c", "dac"))  # agents + road logged
     assert report["recorded"]["/latentvla/student/latent_actions"] >= 8

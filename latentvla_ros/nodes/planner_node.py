@@ -52,7 +52,7 @@ from latentvla_ros.ros.node_support import (
     require,
     run_node,
 )
-from latentvla_ros.ros.qos import STATE
+from latentvla_ros.ros.qos import LATENT_ACTIONS, STATE
 
 WATCHDOG_PERIOD_S = 0.02
 
@@ -94,9 +94,11 @@ class PlannerNode(Node):
         self._wake = self.create_guard_condition(self._plan, callback_group=MutuallyExclusiveCallbackGroup())
         self.inputs = CameraInputs(self, self.anchor, self._on_frame, on_seen=self._seen)
         if self.fusion and subscribe_latent_actions:
-            self.create_subscription(LatentActionsMsg, "~/input/latent_actions", self._on_latent_msg, STATE)
+            self.create_subscription(LatentActionsMsg, "~/input/latent_actions", self._on_latent_msg, LATENT_ACTIONS)
         if self.fusion:
-            self.create_subscription(LatentActionsMsg, "~/input/teacher_latent_actions", self._on_teacher_msg, STATE)
+            self.create_subscription(
+                LatentActionsMsg, "~/input/teacher_latent_actions", self._on_teacher_msg, LATENT_ACTIONS
+            )
         self.trajectory_publisher = self.create_publisher(PlannedTrajectory, "~/output/trajectory", STATE)
         self.path_publisher = self.create_publisher(PathMsg, "~/output/path", STATE)
         self.marker_publisher = self.create_publisher(MarkerArray, "~/output/markers", STATE)

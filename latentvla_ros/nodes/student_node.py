@@ -35,7 +35,7 @@ from latentvla_ros.ros.node_support import (
     require,
     run_node,
 )
-from latentvla_ros.ros.qos import STATE
+from latentvla_ros.ros.qos import LATENT_ACTIONS, STATE
 
 
 class StudentNode(Node):
@@ -58,7 +58,7 @@ class StudentNode(Node):
         # Inference in its own group, woken per frame: subscriptions stay served meanwhile.
         self._wake = self.create_guard_condition(self._infer, callback_group=MutuallyExclusiveCallbackGroup())
         self.inputs = CameraInputs(self, self.anchor, self._wake.trigger)
-        self.publisher = self.create_publisher(LatentActionsMsg, "~/output/latent_actions", STATE)
+        self.publisher = self.create_publisher(LatentActionsMsg, "~/output/latent_actions", LATENT_ACTIONS)
         self.drop_rate_publisher = self.create_publisher(Float64, "~/debug/drop_rate", STATE)
         self.processing_time = ProcessingTimePublisher(self)
         self.on_actions = on_actions  # the composed stack hands actions over in-process

@@ -31,7 +31,7 @@ from latentvla_ros.ros.node_support import (
     require,
     run_node,
 )
-from latentvla_ros.ros.qos import STATE
+from latentvla_ros.ros.qos import LATENT_ACTIONS, STATE
 
 
 class TeacherNode(Node):
@@ -57,7 +57,7 @@ class TeacherNode(Node):
         self.anchor = CameraAnchor(keep_s=LATENT_STEP_S * config.history_frames + 1.0, odometry_tolerance_s=tolerance)
         # Frames wait in the anchor for the timer: the teacher runs at its own rate.
         self.inputs = CameraInputs(self, self.anchor, on_frame=lambda: None)
-        self.publisher = self.create_publisher(LatentActionsMsg, "~/output/latent_actions", STATE)
+        self.publisher = self.create_publisher(LatentActionsMsg, "~/output/latent_actions", LATENT_ACTIONS)
         self.processing_time = ProcessingTimePublisher(self)
         # Inference in its own group: the multi-threaded executor keeps the subscriptions (and
         # parameter services) served while the model runs.

@@ -54,6 +54,7 @@ class ReplayResult:
     played: int = 0
     awaited: int = 0  # frames the player waited for a plan on (lock-step)
     missed: int = 0  # of those, no plan within the timeout
+    missed_at_s: list[float] = field(default_factory=list)  # their log times (from the first message)
     recorded: dict = field(default_factory=dict)
 
     @property
@@ -127,17 +128,22 @@ def replay_bag(
                 executor.spin_once(timeout_sec=0.002)
             return condition()
 
+        def graph_subscribers(topic: str) -> int:
+            # Not the player's own recorders (it records the internal topics too).
+            return sum(1 for info in node.get_subscriptions_info_by_topic(topic) if info.node_name != node.get_name())
+
         # The graph is ready when every node listens on every played topic and on its own
         # internal topics (models load before nodes subscribe), then discovery settles.
         ready = spin_until(
             lambda: (
-                all(node.count_subscribers(p.graph_topic) >= p.listeners for p in played)
-                and all(node.count_subscribers(topic) > 0 for topic in internal_topics)
+                all(graph_subscribers(p.graph_topic) >= p.listeners for p in played)
+                and all(graph_subscribers(topic) > 0 for topic in internal_topics)
             ),
             ready_timeout_s,
         )
         if not ready:
-            missing = [p.graph_topic for p in played if node.count_subscribers(p.graph_topic) < p.listeners]
+            missing = [p.graph_topic for p in played if graph_subscribers(p.graph_topic) < p.listeners]
+            missing += [topic for topic in internal_topics if graph_subscribers(topic) == 0]
             node.destroy_node()
             raise GraphError(f"the planner graph never subscribed to {', '.join(missing)} in {ready_timeout_s:.0f} s")
         spin_until(lambda: False, 0.5)
@@ -157,6 +163,7 @@ def replay_bag(
                 result.awaited += 1
                 if not spin_until(lambda s=frame_stamp: s in answered, answer_timeout_s):
                     result.missed += 1
+                    result.missed_at_s.append(round((frame_stamp - (first_stamp_ns or frame_stamp)) * 1e-9, 3))
 
         def publish(topic: str, stamp: int, message) -> None:
             now_ns[0] = max(now_ns[0], stamp)
@@ -165,12 +172,12 @@ def replay_bag(
             result.played += 1
 
         held: list[tuple[str, int, object, bool]] = []  # frames waiting for odometry at their stamp
-        first_log_ns, started = None, time.monotonic()
+        first_log_ns, first_stamp_ns, started = None, None, time.monotonic()
         last_log_ns = 0
         for item in read_messages(bag, [p.bag_topic for p in played] + copied):
             stamp = _stamp_ns(item.message, item.stamp_ns)
             if first_log_ns is None:
-                first_log_ns = item.stamp_ns
+                first_log_ns, first_stamp_ns = item.stamp_ns, stamp
             last_log_ns = item.stamp_ns
             if item.topic in copied:
                 writer.write(item.topic, item.stamp_ns, item.message)

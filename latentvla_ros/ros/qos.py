@@ -13,6 +13,16 @@ SENSOR_INPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=
 SENSOR_OUTPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Plans, states and debug topics.
 STATE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Latent actions between the model nodes: a node that starts (or is discovered) after the
+# student's first outputs still gets the last second of them: discovery between two
+# participants can lag what a third one sees, and a lock-stepped player waits for that
+# first answer. Both ends must say transient local (a volatile reader gets no history).
+LATENT_ACTIONS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 # Latched: static transforms, episode descriptions (late joiners still get the last one).
 LATCHED = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
