@@ -31,7 +31,7 @@ from latentvla_ros.ros.node_support import (
     require,
     run_node,
 )
-from latentvla_ros.ros.qos import LATENT_ACTIONS, STATE
+from latentvla_ros.ros.qos import LATENT_ACTIONS
 
 
 class TeacherNode(Node):
