@@ -1,12 +1,14 @@
-"""End-to-end latency of the live stack: camera stamp -> trajectory received, at 10 Hz.
+"""End-to-end latency of the live stack: camera stamp -> trajectory published, at 10 Hz.
 
 Ours: the shipped student and planner as ROS 2 nodes over the real middleware (the
 composed single-process ``latentvla_stack_node``, or ``--two-nodes``), fed camera frames
-and odometry at 10 Hz by this script, which stamps each frame with the current time and
-records when the PlannedTrajectory for that stamp arrives. Reference, in the same run:
-the pure model compute for the same frames — the student's forward pass plus the
-planner's, in-process, no middleware. The ratio line is p99 end-to-end over p99 compute
-(the target is at most 1.3).
+and odometry at 10 Hz by this script, which stamps each frame with the current time.
+Two end-to-end figures: stamp -> trajectory published (the planner's own
+``~/debug/pipeline_latency_ms``, taken as the trajectory goes out: the target's
+definition) and stamp -> trajectory received here (one more DDS hop and this process's
+executor). Reference, in the same run: the pure model compute for the same frames — the
+student's forward pass plus the planner's, in-process, no middleware. The ratio line is
+p99 stamp -> published over p99 compute (the target is at most 1.3).
 
     .venv/bin/python bench/pipeline_latency.py [--seconds 30] [--two-nodes]
 """
@@ -44,12 +46,14 @@ def model_compute_ms(frames: list[np.ndarray], runs: int) -> np.ndarray:
     return np.asarray(times[2:])  # without the first calls' warm-up
 
 
-def end_to_end_ms(frames: list[np.ndarray], seconds: float, two_nodes: bool) -> tuple[np.ndarray, int]:
+def end_to_end_ms(frames: list[np.ndarray], seconds: float, two_nodes: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """(stamp -> published, stamp -> received here, frames sent), milliseconds."""
     import rclpy
     from latentvla_ros.msg import PlannedTrajectory
     from nav_msgs.msg import Odometry
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64
 
     from latentvla_ros.core.ego_state import EgoState
     from latentvla_ros.ros import conversions
@@ -81,7 +85,9 @@ def end_to_end_ms(frames: list[np.ndarray], seconds: float, two_nodes: bool) -> 
         if message.mode != PlannedTrajectory.MODE_SAFE_STOP:
             arrivals[conversions.time_to_ns(message.header.stamp)] = time.time_ns()
 
+    published: list[float] = []
     node.create_subscription(PlannedTrajectory, "/planner/output/trajectory", on_trajectory, 10)
+    node.create_subscription(Float64, "/planner/debug/pipeline_latency_ms", lambda m: published.append(m.data), 10)
     camera = node.create_publisher(Image, "/bench/cam", 10)
     odometry = node.create_publisher(Odometry, "/bench/odom", 10)
     sent: list[int] = []
@@ -90,7 +96,9 @@ def end_to_end_ms(frames: list[np.ndarray], seconds: float, two_nodes: bool) -> 
         while not arrivals and time.monotonic() < warm_up_end:  # nodes up and models loaded
             _publish(camera, odometry, frames[0], conversions, EgoState)
             _spin_for(executor, 0.1)
+        _spin_for(executor, 0.5)  # the warm-up's last answers
         arrivals.clear()
+        published.clear()
         period = 0.1
         next_time = time.monotonic()
         for index in range(round(seconds / period)):
@@ -105,8 +113,8 @@ def end_to_end_ms(frames: list[np.ndarray], seconds: float, two_nodes: bool) -> 
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown()
-    latencies = np.array([(arrivals[s] - s) * 1e-6 for s in sent if s in arrivals])
-    return latencies, len(sent)
+    received = np.array([(arrivals[s] - s) * 1e-6 for s in sent if s in arrivals])
+    return np.asarray(published), received, len(sent)
 
 
 def _publish(camera, odometry, frame, conversions, ego_state_type) -> int:
@@ -134,18 +142,23 @@ def main() -> int:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (128, 256, 3), dtype=np.uint8) for _ in range(8)]
     compute = model_compute_ms(frames, runs=round(args.seconds * 10))
-    latencies, sent = end_to_end_ms(frames, args.seconds, args.two_nodes)
+    published, received, sent = end_to_end_ms(frames, args.seconds, args.two_nodes)
     form = "two nodes" if args.two_nodes else "composed (one process)"
-    print(f"stack: {form}; camera 10 Hz for {args.seconds:.0f} s: {sent} frames sent, {len(latencies)} planned")
-    print(f"{'measure':34s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}")
+    print(f"stack: {form}; camera 10 Hz for {args.seconds:.0f} s: {sent} frames sent, {len(received)} planned")
+    print(f"{'measure':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}")
     for name, values in (
         ("model compute (student + planner)", compute),
-        ("end to end (stamp -> trajectory)", latencies),
+        ("stamp -> trajectory published", published),
+        ("stamp -> trajectory received (+1 hop)", received),
     ):
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
-        print(f"{name:34s} {p50:8.1f} {p90:8.1f} {p99:8.1f}")
-    ratio = np.percentile(latencies, 99) / np.percentile(compute, 99)
-    print(f"ratio: end-to-end p99 / model compute p99 = {ratio:.2f} (target <= 1.3); planned {len(latencies)}/{sent}")
+        print(f"{name:40s} {p50:8.1f} {p90:8.1f} {p99:8.1f}")
+    ratio = np.percentile(published, 99) / np.percentile(compute, 99)
+    received_ratio = np.percentile(received, 99) / np.percentile(compute, 99)
+    print(
+        f"ratio: stamp -> published p99 / model compute p99 = {ratio:.2f} (target <= 1.3; "
+        f"received: {received_ratio:.2f}); planned {len(received)}/{sent}"
+    )
     return 0
 
 

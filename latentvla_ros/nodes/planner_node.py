@@ -214,6 +214,8 @@ class PlannerNode(Node):
                 initial_speed_mps=ego.speed_mps,
             )
         )
+        # Camera stamp -> trajectory published: the controller's view (path, markers come after).
+        latency_ms = (self._now_ns() - stamp_ns) * 1e-6
         self.path_publisher.publish(conversions.trajectory_to_path(trajectory, stamp_ns, self.inputs.base_frame))
         label = gloss_text(tokens, self.glosses, steps=6) if tokens else "no fusion"
         self.marker_publisher.publish(
@@ -225,7 +227,7 @@ class PlannerNode(Node):
             self.foxglove.publish(stamp_ns, frames[-1], trajectory, label)
         self.counters["plans"] += 1
         self.processing_time.stop()
-        self.latency_publisher.publish(Float64(data=(self._now_ns() - stamp_ns) * 1e-6))
+        self.latency_publisher.publish(Float64(data=latency_ms))
 
     # --- watchdog ----------------------------------------------------------------------
 
