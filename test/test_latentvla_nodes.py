@@ -306,6 +306,7 @@ def test_foxglove_port_streams_the_plan_to_a_websocket_client(small_models, rclp
         ("student_node", "camera_qos_reliability:=sometimes", "camera_qos_reliability"),
         ("planner_node", "model_path:=/nonexistent/planner", "model_path"),
         ("planner_node", "foxglove_port:=70000", "foxglove_port"),
+        ("student_node", "torch_threads:=-1", "torch_threads must be >= 0"),
     ],
 )
 def test_bad_parameters_are_one_line_and_exit_2(node, parameter, message):

@@ -48,6 +48,7 @@ from latentvla_ros.ros.node_support import (
     DiagnosticsPublisher,
     ParameterError,
     ProcessingTimePublisher,
+    apply_torch_threads,
     declare_defaults,
     require,
     run_node,
@@ -61,6 +62,7 @@ class PlannerNode(Node):
     def __init__(self, node_name: str = "planner", subscribe_latent_actions: bool = True) -> None:
         super().__init__(node_name)
         declare_defaults(self, "planner.param.yaml")
+        apply_torch_threads(self)
         CameraInputs.validate(self)
         model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_PLANNER))
         gloss_path = self.get_parameter("gloss_path").value or str(shipped_model(SHIPPED_LAM + "_gloss.json"))

@@ -31,6 +31,7 @@ from latentvla_ros.ros.node_support import (
     DiagnosticsPublisher,
     ParameterError,
     ProcessingTimePublisher,
+    apply_torch_threads,
     declare_defaults,
     require,
     run_node,
@@ -42,6 +43,7 @@ class StudentNode(Node):
     def __init__(self, node_name: str = "student", on_actions: Callable[[LatentActions], None] | None = None) -> None:
         super().__init__(node_name)
         declare_defaults(self, "student.param.yaml")
+        apply_torch_threads(self)
         CameraInputs.validate(self)
         model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_STUDENT))
         step_s = self.get_parameter("latent_step_s").value

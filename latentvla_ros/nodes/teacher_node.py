@@ -27,6 +27,7 @@ from latentvla_ros.ros.node_support import (
     DiagnosticsPublisher,
     ParameterError,
     ProcessingTimePublisher,
+    apply_torch_threads,
     declare_defaults,
     require,
     run_node,
@@ -38,6 +39,7 @@ class TeacherNode(Node):
     def __init__(self) -> None:
         super().__init__("teacher")
         declare_defaults(self, "teacher.param.yaml")
+        apply_torch_threads(self)
         model_path = self.get_parameter("model_path").value or str(shipped_model(SHIPPED_TEACHER))
         rate_hz = self.get_parameter("rate_hz").value
         tolerance = self.get_parameter("odometry_tolerance_s").value

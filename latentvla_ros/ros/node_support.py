@@ -3,6 +3,7 @@ errors as one log line, the processing-time topic and diagnostics."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable
@@ -54,6 +55,9 @@ def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None 
         spinner = make_executor(executor, len(nodes))
         for node in nodes:
             spinner.add_node(node)
+        # The models and everything loaded so far live as long as the node: out of the
+        # garbage collector's way, so its passes scan only per-message objects (no tail pauses).
+        gc.freeze()
         while rclpy.ok() and not any(getattr(node, "finished", False) for node in nodes):
             spinner.spin_once(timeout_sec=0.1)
     except ParameterError as error:
@@ -95,6 +99,19 @@ def declare_defaults(node: Node, config_file: str) -> None:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ParameterError(message)
+
+
+def apply_torch_threads(node: Node) -> None:
+    """torch's intra-op threads from the ``torch_threads`` parameter (0: torch's default, one
+    per core). Process-wide: composed nodes share it. One thread per model node measured best
+    on the 2-core target: a second thread woken from idle every frame cost more than it gave
+    (bench/pipeline_latency.py)."""
+    threads = node.get_parameter("torch_threads").value
+    require(threads >= 0, f"torch_threads must be >= 0 (0: one per core), got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 class ProcessingTimePublisher:
