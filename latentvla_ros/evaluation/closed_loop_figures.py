@@ -15,14 +15,7 @@ import numpy as np
 from latentvla_ros import topics
 from latentvla_ros.data.drive_report import frames_with_plans, read_odometry
 from latentvla_ros.data.preview import draw_road_map
-
-COLORS = {
-    "expert": "black",
-    "constant_velocity": "tab:gray",
-    "no_fusion": "tab:orange",
-    "latentvla": "tab:green",
-    "latentvla_teacher": "tab:purple",
-}
+from latentvla_ros.evaluation.evaluation_report import PLANNER_COLORS
 
 
 def _pyplot():
@@ -56,7 +49,7 @@ def plot_scenario_paths(runs_by_planner: dict[str, list[dict]], out_dir: Path) -
                 axis.plot(
                     part[:, 0],
                     part[:, 1],
-                    color=COLORS.get(planner, None),
+                    color=PLANNER_COLORS.get(planner),
                     linewidth=1.6,
                     label=planner if number == 0 else None,
                 )

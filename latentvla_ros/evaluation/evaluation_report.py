@@ -62,6 +62,16 @@ def write_report(out_dir: Path, title: str, rows: dict[str, dict], details: dict
     return json_path, md_path
 
 
+# One colour per planner in every figure (bars, driven paths); others take matplotlib's cycle.
+PLANNER_COLORS = {
+    "expert": "black",
+    "constant_velocity": "tab:gray",
+    "no_fusion": "tab:orange",
+    "latentvla": "tab:green",
+    "latentvla_teacher": "tab:purple",
+}
+
+
 def plot_scores(rows: dict[str, dict], out_png: Path, keys=("pdms", "nc", "dac", "ttc", "ep", "c")) -> Path | None:
     """Bar chart of the PDMS sub-scores per planner (None when no row has them)."""
     import matplotlib
@@ -76,7 +86,7 @@ def plot_scores(rows: dict[str, dict], out_png: Path, keys=("pdms", "nc", "dac",
     width = 0.8 / max(len(rows), 1)
     for index, (name, row) in enumerate(rows.items()):
         values = [row.get(k) if row.get(k) is not None else 0.0 for k in keys]
-        axis.bar(np.arange(len(keys)) + index * width, values, width, label=name)
+        axis.bar(np.arange(len(keys)) + index * width, values, width, label=name, color=PLANNER_COLORS.get(name))
     axis.set_xticks(np.arange(len(keys)) + width * (len(rows) - 1) / 2, [k.upper() for k in keys])
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("score (mean over plans)")
