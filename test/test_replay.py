@@ -101,3 +101,17 @@ def test_simulated_bag_replays_through_the_student_and_planner(tmp_path):
     assert row["plans_by_mode"].get("distilled", 0) >= 8
     assert all(row[k] is not None for k in ("pdms", "nc", "ttc", "ep", "c", "dac"))  # agents + road logged
     assert report["recorded"]["/latentvla/student/latent_actions"] >= 8
+
+
+def test_plan_cadence_plans_every_interval_and_sends_only_the_history_before_it():
+    from latentvla_ros.ros.bag_replay import PlanCadence
+
+    cadence = PlanCadence(plan_every_s=0.5, history_s=0.3)
+    frames_ms = range(0, 1100, 100)  # a 10 Hz camera
+    kinds = {t: cadence.classify(t * 1_000_000) for t in frames_ms}
+    # Planned at 0, 500, 1000 ms; the frames up to 0.35 s before each planned one go out as its history.
+    assert [t for t, k in kinds.items() if k == PlanCadence.PLAN] == [0, 500, 1000]
+    assert [t for t, k in kinds.items() if k == PlanCadence.HISTORY] == [200, 300, 400, 700, 800, 900]
+    assert [t for t, k in kinds.items() if k == PlanCadence.SKIP] == [100, 600]
+    every = PlanCadence(plan_every_s=None, history_s=0.3)
+    assert {every.classify(t) for t in range(0, 10**9, 10**8)} == {PlanCadence.PLAN}
