@@ -155,12 +155,17 @@ class SimulatorNode(Node):
 
     # --- stepping -------------------------------------------------------------------
 
+    def _other_subscribers(self, topic: str) -> int:
+        # Not the simulator itself (it listens to the trajectory a recorder must also catch).
+        name = self.get_name()
+        return sum(1 for info in self.get_subscriptions_info_by_topic(topic) if info.node_name != name)
+
     def _startup_complete(self, now: float) -> bool:
         """Lock-step start: a planner has answered and every awaited topic has a subscriber,
         for ``startup_delay_s`` (subscriptions settle); or ``startup_timeout_s`` has passed."""
         if now - self._started_wall >= self.startup_timeout_s:
             return True
-        ready = self._last_plan_stamp_ns >= 0 and all(self.count_subscribers(t) > 0 for t in self.startup_wait_topics)
+        ready = self._last_plan_stamp_ns >= 0 and all(self._other_subscribers(t) > 0 for t in self.startup_wait_topics)
         if not ready:
             self._ready_since = None
             return False
@@ -182,7 +187,7 @@ class SimulatorNode(Node):
             return
         if not self._stepping_started:
             waited = now - self._started_wall
-            awaited = ", ".join(f"{t} ({self.count_subscribers(t)})" for t in self.startup_wait_topics) or "none"
+            awaited = ", ".join(f"{t} ({self._other_subscribers(t)})" for t in self.startup_wait_topics) or "none"
             self.get_logger().info(f"stepping after {waited:.1f} s of start-up; awaited subscribers: {awaited}")
         self._stepping_started = True
         self.processing_time.start()
