@@ -30,6 +30,7 @@ from latentvla_ros.ros.node_support import (
     declare_defaults,
     require,
     run_node,
+    subscribers_besides,
 )
 from latentvla_ros.ros.qos import LATCHED, SENSOR_OUTPUT, STATE
 from latentvla_ros.ros.simulation_messages import PublishOptions, camera_static_transform, episode_msg, step_messages
@@ -155,17 +156,13 @@ class SimulatorNode(Node):
 
     # --- stepping -------------------------------------------------------------------
 
-    def _other_subscribers(self, topic: str) -> int:
-        # Not the simulator itself (it listens to the trajectory a recorder must also catch).
-        name = self.get_name()
-        return sum(1 for info in self.get_subscriptions_info_by_topic(topic) if info.node_name != name)
-
     def _startup_complete(self, now: float) -> bool:
         """Lock-step start: a planner has answered and every awaited topic has a subscriber,
         for ``startup_delay_s`` (subscriptions settle); or ``startup_timeout_s`` has passed."""
         if now - self._started_wall >= self.startup_timeout_s:
             return True
-        ready = self._last_plan_stamp_ns >= 0 and all(self._other_subscribers(t) > 0 for t in self.startup_wait_topics)
+        listened = all(subscribers_besides(self, t) > 0 for t in self.startup_wait_topics)  # not just by us
+        ready = self._last_plan_stamp_ns >= 0 and listened
         if not ready:
             self._ready_since = None
             return False
@@ -187,7 +184,7 @@ class SimulatorNode(Node):
             return
         if not self._stepping_started:
             waited = now - self._started_wall
-            awaited = ", ".join(f"{t} ({self._other_subscribers(t)})" for t in self.startup_wait_topics) or "none"
+            awaited = ", ".join(f"{t} ({subscribers_besides(self, t)})" for t in self.startup_wait_topics) or "none"
             self.get_logger().info(f"stepping after {waited:.1f} s of start-up; awaited subscribers: {awaited}")
         self._stepping_started = True
         self.processing_time.start()

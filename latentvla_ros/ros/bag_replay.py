@@ -26,6 +26,7 @@ from latentvla_ros import topics
 from latentvla_ros.data.bag_io import BagWriter, bag_topics, message_class, read_messages
 from latentvla_ros.data.errors import GraphError
 from latentvla_ros.ros import conversions
+from latentvla_ros.ros.node_support import subscribers_besides
 
 OUTPUT_TOPICS = {  # graph output -> type, recorded when published
     topics.TRAJECTORY: "latentvla_ros/msg/PlannedTrajectory",
@@ -135,18 +136,13 @@ class _GraphPlayer:
     def idle(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)
 
-    def graph_subscribers(self, topic: str) -> int:
-        # Not the player's own recorders (it records the internal topics too).
-        name = self.node.get_name()
-        return sum(1 for info in self.node.get_subscriptions_info_by_topic(topic) if info.node_name != name)
-
     def wait_until_ready(self, played: list[PlayedTopic], internal_topics: tuple[str, ...], timeout_s: float) -> None:
         """Every node listens on every played topic and on its internal topics (models load
         before nodes subscribe), then discovery settles; GraphError naming what is missing."""
 
         def missing() -> list[str]:
-            return [p.graph_topic for p in played if self.graph_subscribers(p.graph_topic) < p.listeners] + [
-                topic for topic in internal_topics if self.graph_subscribers(topic) == 0
+            return [p.graph_topic for p in played if subscribers_besides(self.node, p.graph_topic) < p.listeners] + [
+                topic for topic in internal_topics if subscribers_besides(self.node, topic) == 0
             ]
 
         if not self.spin_until(lambda: not missing(), timeout_s):

@@ -101,6 +101,14 @@ def require(condition: bool, message: str) -> None:
         raise ParameterError(message)
 
 
+def subscribers_besides(node: Node, topic: str) -> int:
+    """Subscriptions on ``topic`` from other nodes: a node that listens to a topic itself
+    (the simulator to the trajectory, the replay player to what it records) asks whether
+    someone else does too."""
+    name = node.get_name()
+    return sum(1 for info in node.get_subscriptions_info_by_topic(topic) if info.node_name != name)
+
+
 def apply_torch_threads(node: Node) -> None:
     """torch's intra-op threads from the ``torch_threads`` parameter (0: torch's default, one
     per core). Process-wide: composed nodes share it. One thread per model node measured best
