@@ -167,10 +167,8 @@ def _node_process(body: dict, arguments: dict[str, str]) -> NodeProcess:
 def start_nodes(plan: LaunchPlan, output=None) -> None:
     """Start every node; ``output``: a file for their stdout and stderr (default: ours)."""
     for node in plan.nodes:
-        if output is None:
-            node.process = subprocess.Popen(node.command)
-        else:
-            node.process = subprocess.Popen(node.command, stdout=output, stderr=subprocess.STDOUT)
+        stderr = subprocess.STDOUT if output is not None else None  # None: inherited, as stdout
+        node.process = subprocess.Popen(node.command, stdout=output, stderr=stderr)
 
 
 def stop_nodes(plan: LaunchPlan) -> bool:
