@@ -3,6 +3,7 @@ the launch-file runner and the synchronizer stand-in."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,6 +84,45 @@ def test_demo_with_the_expert_drives_records_and_draws(tmp_path):
     report = json.loads((tmp_path / "demo_report.json").read_text())
     assert report["plans_by_mode"].get("expert", 0) >= 80 and report["at_fault_collisions"] == 0
     assert (tmp_path / "demo_drive.png").stat().st_size > 10_000
+
+
+def test_recorder_stopped_right_after_a_burst_still_writes_all_of_it(rclpy_context, tmp_path):
+    """A launch stops the recorder the moment the simulator exits: what is still queued
+    for it then must reach the bag (the demo lost its last 0.4 s before the drain)."""
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile
+    from std_msgs.msg import String
+
+    recorder = subprocess.Popen(
+        [
+            str(NODES / "bag_recorder_node"),
+            "--ros-args",
+            "-p", "topics:=[/test/burst]",
+            "-p", f"output_path:={tmp_path / 'bag'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    node = rclpy.create_node("burst", context=rclpy_context)
+    publisher = node.create_publisher(String, "/test/burst", QoSProfile(depth=1000))
+    try:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and publisher.get_subscription_count() == 0:
+            time.sleep(0.05)
+        assert publisher.get_subscription_count() == 1, "the recorder never subscribed"
+        time.sleep(0.5)  # matched both ways before the burst
+        for index in range(100):  # the recorder's queue depth
+            publisher.publish(String(data=f"{index:04d}" + "x" * 20_000))  # about a compressed camera frame
+        assert publisher.wait_for_all_acked(Duration(seconds=10.0))  # as the simulator does before it exits
+        recorder.send_signal(signal.SIGINT)
+        output, _ = recorder.communicate(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        node.destroy_node()
+    assert recorder.returncode == 0, output
+    assert bag_topics(tmp_path / "bag")["/test/burst"] == ("std_msgs/msg/String", 100), output
 
 
 def test_invalid_parameter_is_one_line_and_exit_2():

@@ -4,7 +4,8 @@ A small stand-in for ``ros2 bag record`` where rosbag2 is not installed (the
 pip path): raw (still serialized) subscriptions, each topic's durability
 matched to its publishers (latched topics are received by a late joiner),
 timestamps from the node clock (sim time with use_sim_time). The bag is
-complete only once the node shuts down; until then it is ``<path>.partial``.
+complete only once the node shuts down; until then it is ``<path>.partial``. On SIGINT or
+SIGTERM it first writes what is still arriving (the last steps of a run that just ended).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class BagRecorderNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(BagRecorderNode, argv)
+    return run_node(BagRecorderNode, argv, executor="single", drain=lambda recorder: recorder.bag.message_count)
 
 
 if __name__ == "__main__":

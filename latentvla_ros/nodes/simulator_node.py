@@ -15,6 +15,7 @@ import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
@@ -46,6 +47,7 @@ _CAMERA_TOPICS = (topics.CAMERA_IMAGE, topics.CAMERA_IMAGE_COMPRESSED)
 EGO_HISTORY_LENGTH = 200
 STARTUP_REPUBLISH_S = 0.5
 STARTUP_REPUBLISH_STEP_NS = 1_000_000
+FINAL_DELIVERY_TIMEOUT_S = 2.0
 
 
 class SimulatorNode(Node):
@@ -203,7 +205,18 @@ class SimulatorNode(Node):
         if self.duration_s > 0.0 and self.world.time_s >= self.duration_s:
             self.get_logger().info(f"simulated {self.world.time_s:.1f} s; stopping")
             self._timer.cancel()
+            self._wait_until_delivered()
             self.finished = True
+
+    def _wait_until_delivered(self) -> None:
+        """Exit only once reliable readers (a recorder) have acknowledged the last steps: a
+        writer that is gone cannot resend what a loaded machine's loopback dropped."""
+        deadline = time.monotonic() + FINAL_DELIVERY_TIMEOUT_S
+        for publisher in [self._clock_publisher, self._episode_publisher, *self._topic_publishers.values()]:
+            remaining_s = max(0.0, deadline - time.monotonic())
+            if not publisher.wait_for_all_acked(Duration(seconds=remaining_s)):
+                self.get_logger().warn(f"{publisher.topic_name}: not every reader acknowledged the last steps")
+                return
 
     def _publish_state(self) -> None:
         stamp_ns = self.world.time_ns

@@ -4,6 +4,7 @@ errors as one log line, the processing-time topic and diagnostics."""
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64
 
 from latentvla_ros.environment import ensure_ament_prefix
@@ -41,12 +43,31 @@ def make_executor(kind: str, nodes: int):
     return MultiThreadedExecutor(num_threads=2 * nodes)
 
 
-def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None = None, executor: str = "multi") -> int:
+# A draining node (the recorder) takes in what is still queued after a stop signal: the
+# launch stops it the moment the simulator exits, while the last steps are in flight.
+DRAIN_IDLE_S = 0.3
+DRAIN_MAX_S = 2.0
+
+
+def run_node(
+    make_node: Callable[[], Node | list[Node]],
+    argv: list[str] | None = None,
+    executor: str = "multi",
+    drain: Callable[[Node], int] | None = None,
+) -> int:
     """``rclpy.init``, build the node (or nodes: one process, one executor), spin on the
     given kind of executor (:func:`make_executor`) until a node sets ``finished`` or on
-    Ctrl-C or an external shutdown, then shut down cleanly."""
+    Ctrl-C or an external shutdown, then shut down cleanly. With ``drain`` (a count of the
+    work done, e.g. messages written), SIGINT/SIGTERM first let the node keep spinning until
+    that count stands still for DRAIN_IDLE_S (at most DRAIN_MAX_S)."""
     ensure_ament_prefix()
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    stop_requested: list[int] = []
+    if drain is None:
+        rclpy.init(args=argv if argv is not None else sys.argv)
+    else:
+        rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, lambda number, _frame: stop_requested.append(number))
     nodes: list[Node] = []
     status = 0
     try:
@@ -58,8 +79,10 @@ def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None 
         # The models and everything loaded so far live as long as the node: out of the
         # garbage collector's way, so its passes scan only per-message objects (no tail pauses).
         gc.freeze()
-        while rclpy.ok() and not any(getattr(node, "finished", False) for node in nodes):
+        while rclpy.ok() and not stop_requested and not any(getattr(node, "finished", False) for node in nodes):
             spinner.spin_once(timeout_sec=0.1)
+        if stop_requested and drain is not None:
+            _drain(spinner, lambda: sum(drain(node) for node in nodes))
     except ParameterError as error:
         rclpy.logging.get_logger("latentvla_ros").fatal(f"invalid parameter: {error}")
         status = 2
@@ -74,6 +97,15 @@ def run_node(make_node: Callable[[], Node | list[Node]], argv: list[str] | None 
             node.destroy_node()
         rclpy.try_shutdown()
     return status
+
+
+def _drain(spinner, progress: Callable[[], int]) -> None:
+    deadline = time.monotonic() + DRAIN_MAX_S
+    last, idle_since = progress(), time.monotonic()
+    while rclpy.ok() and time.monotonic() < deadline and time.monotonic() - idle_since < DRAIN_IDLE_S:
+        spinner.spin_once(timeout_sec=0.05)
+        if progress() != last:
+            last, idle_since = progress(), time.monotonic()
 
 
 def declare_defaults(node: Node, config_file: str) -> None:
