@@ -81,6 +81,64 @@ def test_untrained_decoder_predicts_the_copy_of_frame_t():
     torch.testing.assert_close(output.prediction, batch["frames"][:, -2], atol=5e-3, rtol=0.0)
 
 
+@pytest.mark.parametrize("geometry", ["shift_zoom", "ground_plane"])
+def test_warp_only_ego_action_moves_the_picture_and_nothing_else(geometry):
+    """With ego_action_warp_only the ego code reaches the stage-2 decoder only as the global
+    warp: another ego code changes the prediction, unless the warp is switched off."""
+    from dataclasses import replace
+
+    config = replace(TINY, ego_action_warp_only=True, ego_warp_geometry=geometry)
+    model = LatentActionModel(config).eval()
+    torch.nn.init.normal_(model.stage2_decoder.out.weight, std=0.1)  # a visible residual
+    torch.nn.init.normal_(model.stage2_decoder.warp.weight, std=0.5)
+    batch = _batch(config)
+    current = batch["frames"][:, -2]
+    environment = torch.randn(6, config.latent_dim)
+    codes = model.ego_codebook.codebook
+    first = model.stage2_predict(current, environment, codes[0].expand(6, -1), batch)
+    second = model.stage2_predict(current, environment, codes[1].expand(6, -1), batch)
+    assert (first - second).abs().max() > 1e-3
+    torch.nn.init.zeros_(model.stage2_decoder.warp.weight)
+    first = model.stage2_predict(current, environment, codes[0].expand(6, -1), batch)
+    second = model.stage2_predict(current, environment, codes[1].expand(6, -1), batch)
+    torch.testing.assert_close(first, second)
+    with pytest.raises(ValueError, match="needs ego_decoder_warp"):
+        LatentActionModel(replace(config, ego_decoder_warp=False))
+    with pytest.raises(ValueError, match="ego_warp_geometry must be one of shift_zoom, ground_plane, got 'fisheye'"):
+        LatentActionModel(replace(config, ego_warp_geometry="fisheye"))
+
+
+def test_ground_plane_warp_turns_a_rendered_frame_into_the_next_one():
+    """The simulator's camera renders the road from two poses: frame t warped by the true
+    planar motion matches frame t+1 far better than the copy or the mirrored motion."""
+    import cv2
+
+    from latentvla_ros.models.latent_action import GroundPlaneWarp
+    from latentvla_ros.simulation.camera import CameraConfig, CameraRenderer
+    from latentvla_ros.simulation.map_raster import rasterize_road
+    from latentvla_ros.simulation.scenarios import build_road_network
+
+    camera = CameraRenderer(CameraConfig(), rasterize_road(build_road_network("intersection")))
+    warp = GroundPlaneWarp(LatentActionConfig())
+
+    def frame(pose) -> torch.Tensor:
+        image = cv2.resize(camera.render(np.asarray(pose), []), (64, 32), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255.0
+
+    x, y, yaw = 2.0, -40.0, np.pi / 2 + 0.05
+    for dx, dy, dyaw in ((6.0, 0.0, 0.06), (6.0, 0.4, -0.05), (3.0, -0.3, 0.1)):
+        before = frame((x, y, yaw))
+        after = frame((x + dx * np.cos(yaw) - dy * np.sin(yaw), y + dx * np.sin(yaw) + dy * np.cos(yaw), yaw + dyaw))
+
+        def error(motion, before=before, after=after) -> float:
+            return float(((warp(before, torch.tensor([motion], dtype=torch.float32)) - after) ** 2).mean())
+
+        copy = float(((before - after) ** 2).mean())
+        assert error((0.0, 0.0, 0.0)) == pytest.approx(copy, rel=1e-4)  # no motion: the copy
+        assert error((dx, dy, dyaw)) < 0.4 * copy
+        assert error((dx, dy, dyaw)) < 0.7 * error((dx, -dy, -dyaw))
+
+
 def test_vq_straight_through_gradient_reaches_the_encoder_output():
     quantizer = VectorQuantizerEMA(4, 3, decay=0.99, commitment_weight=0.05, dead_threshold=0.02).eval()
     latent = torch.randn(5, 3, requires_grad=True)

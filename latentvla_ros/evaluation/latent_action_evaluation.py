@@ -109,7 +109,7 @@ def _stage_predictions(
     if stage == 1:
         conditioning = model.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
         return model.stage1_decoder(current, current, torch.cat([codes, conditioning], dim=1))
-    return model.stage2_decoder(current, current, model.stage2_action(environment, codes, batch))
+    return model.stage2_predict(current, environment, codes, batch)
 
 
 def _squared_error(

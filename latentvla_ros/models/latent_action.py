@@ -32,6 +32,8 @@ from torch.nn import functional
 
 EGO_MOTION_DIM = 3  # dx, dy, dyaw from t to t+1 in the ego frame at t
 EGO_STATE_DIM = 5  # vx, vy, ax, ay, yaw rate
+EGO_SPEED_SCALE_MPS = 10.0  # ego_state[:, 0] is the forward speed in these units
+WARP_GEOMETRIES = ("shift_zoom", "ground_plane")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,23 @@ class LatentActionConfig:
     # actions, then adds its residual. At 64x32 a typical yaw over a step moves the image by
     # about a pixel; without this prior the ego codes carried scene detail, not the motion.
     ego_decoder_warp: bool = True
+    # Stage 2: the ego action reaches the decoder *only* through that warp (the camera's own
+    # motion), while the residual network is conditioned on the environment action and the
+    # speed. With FiLM from the ego token as well, the 16 codes split the data by scene detail
+    # and the yaw was only partly in them (held-out probe R² 0.32 from the codes, 0.65 from the
+    # encoder's features).
+    ego_action_warp_only: bool = False
+    # The warp's geometry: "shift_zoom" (a global shift and zoom of the image) or
+    # "ground_plane": the ego's planar motion (dx, dy, dyaw) over the step moves a flat ground
+    # seen by the calibrated camera below and a sky at infinity; dx starts at speed x step.
+    ego_warp_geometry: str = "shift_zoom"
+    # The camera, for the ground-plane warp (defaults: the simulator's front camera; frames are
+    # the whole picture resized, so only the field of view matters, not the pixel count).
+    camera_horizontal_fov_deg: float = 90.0
+    camera_height_m: float = 1.5
+    camera_pitch_down_deg: float = 3.0
+    camera_forward_m: float = 0.5  # ahead of base_link, whose origin the ego turns about
+    max_ground_distance_m: float = 150.0  # farther ground is treated as the sky (rotation only)
     # Next-frame MSE is ~1e-3 (small, smooth images): weighted so it, not the commitment term, leads.
     reconstruction_weight: float = 100.0
     difference_gain: float = 5.0  # frame differences are small; amplify them for the IDM
@@ -79,6 +98,10 @@ class LatentActionConfig:
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         return (3, self.frame_height, self.frame_width)
+
+    @property
+    def step_s(self) -> float:
+        return self.step_frames * self.frame_period_s
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -264,6 +287,60 @@ class ImpalaEncoder(nn.Module):
         return self.head(self.norm(functional.relu(self.features(frames)).flatten(1)))
 
 
+class GroundPlaneWarp(nn.Module):
+    """Frame t as the camera would see it after the ego's planar motion (dx, dy, dyaw) in
+    the ego frame at t: every pixel of frame t+1 is traced to the flat ground (below the
+    horizon, within ``max_ground_distance_m``) or to infinity (the sky: rotation only),
+    moved back into frame t and sampled there. Differentiable in the motion."""
+
+    def __init__(self, config: LatentActionConfig) -> None:
+        super().__init__()
+        height, width = config.frame_height, config.frame_width
+        focal = width / 2.0 / torch.tan(torch.deg2rad(torch.tensor(config.camera_horizontal_fov_deg)) / 2.0)
+        v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+        rays_optical = torch.stack([(u - width / 2) / focal, (v - height / 2) / focal, torch.ones_like(u)], dim=-1)
+        pitch = torch.deg2rad(torch.tensor(config.camera_pitch_down_deg))
+        axes = torch.tensor([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+        about_y = torch.tensor(
+            [[torch.cos(pitch), 0.0, torch.sin(pitch)], [0.0, 1.0, 0.0], [-torch.sin(pitch), 0.0, torch.cos(pitch)]]
+        )
+        optical_to_base = about_y @ axes
+        rays = rays_optical @ optical_to_base.T  # (H, W, 3) in base_link
+        origin = torch.tensor([config.camera_forward_m, 0.0, config.camera_height_m])
+        down = rays[..., 2] < -1e-6
+        distance = torch.where(down, config.camera_height_m / (-rays[..., 2]).clamp(min=1e-6), torch.inf)
+        ground = down & (distance * rays[..., :2].norm(dim=-1) < config.max_ground_distance_m)
+        points = origin + torch.where(ground, distance, 0.0)[..., None] * rays
+        self.register_buffer("rays", rays, persistent=False)
+        self.register_buffer("points", points, persistent=False)
+        self.register_buffer("ground", ground, persistent=False)
+        self.register_buffer("origin", origin, persistent=False)
+        self.register_buffer("base_to_optical", optical_to_base, persistent=False)  # row vectors: v @ R
+        self.focal = float(focal)
+        self.size = (height, width)
+
+    def forward(self, current: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """``current`` (B, 3, H, W); ``motion`` (B, 3): dx, dy (m), dyaw (rad) from t to t+1."""
+        dx, dy, dyaw = motion.unbind(dim=1)
+        cos, sin = torch.cos(dyaw)[:, None, None], torch.sin(dyaw)[:, None, None]
+
+        def rotate(vectors: torch.Tensor) -> torch.Tensor:  # (H, W, 3) -> (B, H, W, 3), about z
+            x, y, z = vectors.unbind(dim=-1)
+            return torch.stack([cos * x - sin * y, sin * x + cos * y, z.expand_as(cos * x)], dim=-1)
+
+        # Ground points and sky directions of frame t+1, expressed in the ego frame at t.
+        ground_points = rotate(self.points) + torch.stack([dx, dy, torch.zeros_like(dx)], dim=1)[:, None, None, :]
+        sky_directions = rotate(self.rays)
+        in_camera = torch.where(self.ground[..., None], ground_points - self.origin, sky_directions)
+        optical = in_camera @ self.base_to_optical
+        depth = optical[..., 2].clamp(min=1e-3)
+        height, width = self.size
+        u = optical[..., 0] / depth * self.focal + width / 2.0
+        v = optical[..., 1] / depth * self.focal + height / 2.0
+        grid = torch.stack([u / width * 2.0 - 1.0, v / height * 2.0 - 1.0], dim=-1)
+        return functional.grid_sample(current, grid, padding_mode="border", align_corners=False)
+
+
 class ForwardDynamics(nn.Module):
     """UNet-style decoder: frame t plus action vectors -> frame t+1.
 
@@ -275,11 +352,16 @@ class ForwardDynamics(nn.Module):
     spends its capacity on what moves.
     """
 
-    def __init__(self, config: LatentActionConfig, action_dim: int, global_warp: bool = False):
+    def __init__(self, config: LatentActionConfig, action_dim: int, global_warp: bool = False, warp_dim: int = 0):
         super().__init__()
         in_channels = 3
-        # (shift x, shift y, zoom) of frame t from the actions, in grid units; zero at start.
-        self.warp = nn.Linear(action_dim, 3) if global_warp else None
+        # From the actions (or from a separate warp input of ``warp_dim``), zero at start:
+        # shift_zoom: (shift x, shift y, zoom) of frame t in grid units; ground_plane: the
+        # corrections (dx, dy in m, dyaw in 0.1 rad) to moving straight on at the current speed.
+        self.warp = nn.Linear(warp_dim or action_dim, 3) if global_warp else None
+        ground_plane = global_warp and config.ego_warp_geometry == "ground_plane"
+        self.ground_plane = GroundPlaneWarp(config) if ground_plane else None
+        self.step_s = config.step_s
         if self.warp is not None:
             nn.init.zeros_(self.warp.weight)
             nn.init.zeros_(self.warp.bias)
@@ -316,10 +398,16 @@ class ForwardDynamics(nn.Module):
         nn.init.normal_(self.out.weight, std=1e-3)
         nn.init.zeros_(self.out.bias)
 
-    def warped(self, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Frame t shifted and zoomed as the actions say (identity without a warp)."""
+    def warped(
+        self, current: torch.Tensor, action: torch.Tensor, speed_mps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Frame t moved as the actions say (identity without a warp)."""
         if self.warp is None:
             return current
+        if self.ground_plane is not None:
+            correction = self.warp(action) * torch.tensor([1.0, 1.0, 0.1], device=action.device)
+            forward = speed_mps * self.step_s if speed_mps is not None else torch.zeros_like(correction[:, 0])
+            return self.ground_plane(current, correction + torch.stack([forward, 0 * forward, 0 * forward], dim=1))
         shift_x, shift_y, zoom = self.warp(action).unbind(dim=1)
         scale = torch.exp(-zoom)  # sampling a smaller area: the picture grows (moving forward)
         zeros = torch.zeros_like(scale)
@@ -329,8 +417,15 @@ class ForwardDynamics(nn.Module):
         grid = functional.affine_grid(theta, list(current.shape), align_corners=False)
         return functional.grid_sample(current, grid, padding_mode="border", align_corners=False)
 
-    def forward(self, context_frames: torch.Tensor, current: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        current = self.warped(current, action)
+    def forward(
+        self,
+        context_frames: torch.Tensor,
+        current: torch.Tensor,
+        action: torch.Tensor,
+        warp_action: torch.Tensor | None = None,
+        speed_mps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        current = self.warped(current, action if warp_action is None else warp_action, speed_mps)
         context_frames = current if self.warp is not None else context_frames
         skips = [context_frames]
         x = context_frames
@@ -400,8 +495,18 @@ class LatentActionModel(nn.Module):
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
         self.speed_conditioning = nn.Sequential(nn.Linear(1, c), nn.GELU(), nn.Linear(c, c))
+        speed_dim = c if config.ego_decoder_speed else 0
+        if config.ego_action_warp_only and not config.ego_decoder_warp:
+            raise ValueError("ego_action_warp_only needs ego_decoder_warp")
+        if config.ego_warp_geometry not in WARP_GEOMETRIES:
+            raise ValueError(
+                f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{config.ego_warp_geometry}'"
+            )
         self.stage2_decoder = ForwardDynamics(
-            config, 2 * d + (c if config.ego_decoder_speed else 0), global_warp=config.ego_decoder_warp
+            config,
+            (d if config.ego_action_warp_only else 2 * d) + speed_dim,
+            global_warp=config.ego_decoder_warp,
+            warp_dim=d + speed_dim if config.ego_action_warp_only else 0,
         )
 
     def frozen_environment_modules(self) -> tuple[nn.Module, ...]:
@@ -470,9 +575,7 @@ class LatentActionModel(nn.Module):
         else:
             environment_code = environment.embedding.detach()
             ego = self.encode_ego(frames, environment_code)
-            prediction = self.stage2_decoder(
-                context, current, self.stage2_action(environment_code, ego.embedding, batch)
-            )
+            prediction = self.stage2_predict(current, environment_code, ego.embedding, batch)
             losses = {"ego_commitment": ego.commitment_loss}
         reconstruction = functional.mse_loss(prediction, target)
         losses["reconstruction"] = self.config.reconstruction_weight * reconstruction
@@ -508,12 +611,19 @@ class LatentActionModel(nn.Module):
                 codebook.frozen = state
             self.train(was_training)
 
-    def stage2_action(self, environment: torch.Tensor, ego: torch.Tensor, batch: dict) -> torch.Tensor:
-        """What the stage-2 decoder is conditioned on: both actions (+ the ego speed at t)."""
-        parts = [environment, ego]
-        if self.config.ego_decoder_speed:
-            parts.append(self.speed_conditioning(batch["ego_state"][:, :1]))
-        return torch.cat(parts, dim=1)
+    def stage2_predict(
+        self, current: torch.Tensor, environment: torch.Tensor, ego: torch.Tensor, batch: dict
+    ) -> torch.Tensor:
+        """Frame t+1 from the stage-2 decoder given both actions (+ the ego speed at t): with
+        ``ego_action_warp_only`` the ego action drives only the warp, the environment action
+        (and speed) the residual; otherwise both condition everything."""
+        speed = [self.speed_conditioning(batch["ego_state"][:, :1])] if self.config.ego_decoder_speed else []
+        speed_mps = batch["ego_state"][:, 0] * EGO_SPEED_SCALE_MPS
+        if self.config.ego_action_warp_only:
+            return self.stage2_decoder(
+                current, current, torch.cat([environment, *speed], dim=1), torch.cat([ego, *speed], dim=1), speed_mps
+            )
+        return self.stage2_decoder(current, current, torch.cat([environment, ego, *speed], dim=1), None, speed_mps)
 
     def _adversary_losses(self, latent: torch.Tensor, batch: dict) -> dict:
         """The adversary learns to read ego motion and state from the (detached) environment
