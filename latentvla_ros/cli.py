@@ -161,13 +161,52 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
         collapse_warmup_steps=args.collapse_warmup_steps,
     )
     try:
-        report = train_lam(Path(args.data), Path(args.out), training=training, resume=args.resume)
+        config = lam_config_with(args.set)
+    except ValueError as error:
+        print(f"latentvla train lam: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = train_lam(
+            Path(args.data),
+            Path(args.out),
+            config,
+            training,
+            resume=args.resume,
+            stage1_from=Path(args.stage1_from) if args.stage1_from else None,
+        )
     except CodebookCollapseError as error:
         print(f"latentvla train: stopped: {error}", file=sys.stderr)
         return 2
     if report:
         _print_lam_report(report)
     return 0
+
+
+def lam_config_with(assignments: list[str]):
+    """The default LatentActionConfig with KEY=VALUE overrides of its scalar fields."""
+    import dataclasses
+
+    from latentvla_ros.models.latent_action import LatentActionConfig
+
+    defaults = LatentActionConfig()
+    fields = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
+    changes = {}
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        if not separator or key not in fields or isinstance(fields[key], tuple):
+            scalars = ", ".join(name for name, value in fields.items() if not isinstance(value, tuple))
+            raise ValueError(f"--set takes KEY=VALUE with KEY one of {scalars}; got '{assignment}'")
+        kind = type(fields[key])
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"--set {key}: expected true or false, got '{text}'")
+            changes[key] = text.lower() == "true"
+        else:
+            try:
+                changes[key] = kind(text)
+            except ValueError:
+                raise ValueError(f"--set {key}: expected a {kind.__name__}, got '{text}'") from None
+    return dataclasses.replace(defaults, **changes)  # the config checks its own values
 
 
 LAM_REPORT_ROWS = (
@@ -383,6 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=400,
         help="from this step of a stage on, a held-out codebook perplexity below 2 stops training",
     )
+    train_lam.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a LatentActionConfig field, e.g. ego_warp_geometry=ground_plane (repeatable)",
+    )
+    train_lam.add_argument("--stage1-from", help="reuse this trained model's stage 1 (frozen) and train stage 2 only")
     train_lam.set_defaults(handler=_cmd_train_lam)
 
     train_teacher = train_models.add_parser(

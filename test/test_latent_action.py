@@ -103,9 +103,9 @@ def test_warp_only_ego_action_moves_the_picture_and_nothing_else(geometry):
     second = model.stage2_predict(current, environment, codes[1].expand(6, -1), batch)
     torch.testing.assert_close(first, second)
     with pytest.raises(ValueError, match="needs ego_decoder_warp"):
-        LatentActionModel(replace(config, ego_decoder_warp=False))
+        replace(config, ego_decoder_warp=False)
     with pytest.raises(ValueError, match="ego_warp_geometry must be one of shift_zoom, ground_plane, got 'fisheye'"):
-        LatentActionModel(replace(config, ego_warp_geometry="fisheye"))
+        replace(config, ego_warp_geometry="fisheye")
 
 
 def test_ground_plane_warp_turns_a_rendered_frame_into_the_next_one():
@@ -402,6 +402,21 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     (out / "lam_checkpoint.json").write_text(json.dumps(description))
     mismatched = _train(data, out, "--resume")
     assert mismatched.returncode == 2 and "another configuration (latent_dim: 99 != 32)" in mismatched.stderr
+    # Stage 2 alone on this run's stage 1, with another stage-2 decoder: stage 1 is kept bit for bit.
+    variant = tmp_path / "ground_plane"
+    reused = _train(data, variant, "--stage1-from", str(out / "lam_v2.0"), "--set", "ego_warp_geometry=ground_plane")
+    assert reused.returncode == 0, reused.stderr[-2000:]
+    stages = [json.loads(line)["stage"] for line in (variant / "metrics.jsonl").read_text().splitlines()]
+    assert stages == ["stage2_ego"]
+    first_model, _ = load_latent_action_model(out / "lam_v2.0")
+    second_model, second = load_latent_action_model(variant / "lam_v2.0")
+    assert second["config"]["ego_warp_geometry"] == "ground_plane"
+    torch.testing.assert_close(
+        first_model.environment_encoder.state_dict(), second_model.environment_encoder.state_dict(), rtol=0, atol=0
+    )
+    torch.testing.assert_close(first_model.environment_codebook.codebook, second_model.environment_codebook.codebook)
+    refused = _train(data, tmp_path / "other", "--stage1-from", str(out / "lam_v2.0"), "--set", "latent_dim=16")
+    assert refused.returncode == 2 and "its stage 1 was trained with other latent_dim" in refused.stderr
 
 
 @pytest.mark.slow

@@ -95,6 +95,14 @@ class LatentActionConfig:
     difference_gain: float = 5.0  # frame differences are small; amplify them for the IDM
     horizon: int = 12  # future ego tokens per frame (the teacher's target)
 
+    def __post_init__(self) -> None:
+        if self.ego_action_warp_only and not self.ego_decoder_warp:
+            raise ValueError("ego_action_warp_only needs ego_decoder_warp")
+        if self.ego_warp_geometry not in WARP_GEOMETRIES:
+            raise ValueError(
+                f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{self.ego_warp_geometry}'"
+            )
+
     @property
     def frame_shape(self) -> tuple[int, int, int]:
         return (3, self.frame_height, self.frame_width)
@@ -496,12 +504,6 @@ class LatentActionModel(nn.Module):
         )
         self.speed_conditioning = nn.Sequential(nn.Linear(1, c), nn.GELU(), nn.Linear(c, c))
         speed_dim = c if config.ego_decoder_speed else 0
-        if config.ego_action_warp_only and not config.ego_decoder_warp:
-            raise ValueError("ego_action_warp_only needs ego_decoder_warp")
-        if config.ego_warp_geometry not in WARP_GEOMETRIES:
-            raise ValueError(
-                f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{config.ego_warp_geometry}'"
-            )
         self.stage2_decoder = ForwardDynamics(
             config,
             (d if config.ego_action_warp_only else 2 * d) + speed_dim,

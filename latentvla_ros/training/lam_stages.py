@@ -86,6 +86,50 @@ def check_data_fits(cache_dir: Path, config: LatentActionConfig) -> None:
             )
 
 
+# Options of stage 2 only: a trained stage 1 can be reused by a run that changes them.
+STAGE2_ONLY_FIELDS = frozenset(
+    {
+        "ego_decoder_speed",
+        "ego_decoder_warp",
+        "ego_action_warp_only",
+        "ego_warp_geometry",
+        "camera_horizontal_fov_deg",
+        "camera_height_m",
+        "camera_pitch_down_deg",
+        "camera_forward_m",
+        "max_ground_distance_m",
+    }
+)
+
+
+def reuse_stage1(model: LatentActionModel, source: Path) -> dict:
+    """Load another trained model's stage 1 (environment encoder, codebook, decoder) into
+    ``model`` and freeze it; the configurations may differ only in stage-2 options."""
+    from latentvla_ros.models.latent_action_loading import load_latent_action_model
+
+    trained, description = load_latent_action_model(Path(source))
+    mine = json.loads(json.dumps(model.config.to_dict()))
+    theirs = json.loads(json.dumps(trained.config.to_dict()))
+    differing = sorted(key for key in mine if key not in STAGE2_ONLY_FIELDS and mine[key] != theirs.get(key))
+    if differing:
+        raise CheckpointError(f"--stage1-from {source}: its stage 1 was trained with other {', '.join(differing)}")
+    prefixes = tuple(f"{name}." for name in STAGE1_MODULES)
+    state = {key: value for key, value in trained.state_dict().items() if key.startswith(prefixes)}
+    model.load_state_dict(state, strict=False)
+    model.freeze_environment()
+    return {"stage1_from": str(source), "stage1_sha256": description.get("sha256")}
+
+
+STAGE1_MODULES = (
+    "ego_conditioning",
+    "environment_encoder",
+    "environment_head",
+    "environment_codebook",
+    "stage1_decoder",
+    "environment_adversary",
+)
+
+
 def _save(model: LatentActionModel, stem: Path, extra: dict) -> None:
     save_model(model, model.config.to_dict(), stem, MODEL_KIND, MODEL_VERSION, extra)
 
@@ -193,7 +237,9 @@ def train_lam(
     config: LatentActionConfig | None = None,
     training: LamTrainingConfig | None = None,
     resume: bool = False,
+    stage1_from: Path | None = None,
 ) -> dict:
+    """Both stages in order (``stage1_from``: reuse that model's stage 1, train stage 2 only)."""
     config = config or LatentActionConfig()
     training = training or LamTrainingConfig()
     out_dir = Path(out_dir)
@@ -217,9 +263,13 @@ def train_lam(
             raise CheckpointError(
                 f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
             )
+        reused = {}
+        if stage1_from is not None and stage == "stage1_environment":
+            reused = reuse_stage1(model, stage1_from)
+            stage = "stage2_ego"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "training_config.json").write_text(
-            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
+            json.dumps({"model": config.to_dict(), "training": asdict(training), **reused}, indent=2)
         )
         windows = load_windows(data, config, "train")
         validation = load_windows(data, config, "val")
