@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_teacher.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (peft); 0: full fine-tuning")
     train_teacher.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    train_teacher.add_argument("--steps", type=int, default=600)
+    train_teacher.add_argument("--steps", type=int, default=3000)
     train_teacher.add_argument("--batch-size", type=int, default=16)
     train_teacher.add_argument("--learning-rate", type=float, default=5e-4)
     train_teacher.add_argument("--evaluate-every", type=int, default=200)

@@ -141,7 +141,7 @@ def add_parsers(train_models, eval_models) -> None:
     student.add_argument("--out", required=True, help="output directory (student, metrics, report)")
     student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)), help="teacher directory")
     student.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    student.add_argument("--steps", type=int, default=4000)
+    student.add_argument("--steps", type=int, default=10000)
     student.add_argument("--batch-size", type=int, default=32)
     student.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     student.add_argument("--lam-weight", type=float, default=0.1, help="cross-entropy on the LAM tokens; 0: off")

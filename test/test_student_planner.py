@@ -253,3 +253,20 @@ def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_training_commands_default_to_the_training_configs():
+    """The CLI's step counts are the recipe's (make train passes none): one source of truth."""
+    from latentvla_ros.cli import build_parser
+    from latentvla_ros.training.lam_stages import LamTrainingConfig
+    from latentvla_ros.training.planner_stage import PlannerTrainingConfig
+    from latentvla_ros.training.student_stage import StudentTrainingConfig
+    from latentvla_ros.training.teacher_stage import TeacherTrainingConfig
+
+    parser = build_parser()
+    common = ["--data", "cache", "--out", "run"]
+    assert parser.parse_args(["train", "student", *common]).steps == StudentTrainingConfig().steps
+    assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
+    assert parser.parse_args(["train", "planner", *common]).steps == PlannerTrainingConfig().steps
+    lam = parser.parse_args(["train", "lam", *common])
+    assert (lam.stage1_steps, lam.stage2_steps) == (LamTrainingConfig().stage1_steps, LamTrainingConfig().stage2_steps)

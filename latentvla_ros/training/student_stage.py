@@ -38,7 +38,8 @@ CHECKPOINT = "student_checkpoint"
 
 @dataclass(frozen=True)
 class StudentTrainingConfig:
-    steps: int = 4000
+    # Agreement with the teacher still rose at 4000 steps (held-out 0.747 -> 0.796 at 10000).
+    steps: int = 10000
     batch_size: int = 32
     learning_rate: float = 1e-3
     temperature: float = 1.0
