@@ -561,3 +561,23 @@ def test_label_writes_future_ego_targets_into_the_cache(recorded_cache):
         expected = [by_frame[int(frames[row]) + 3 * k] for k in range(12)]
         assert targets[row].tolist() == expected
     assert f"{log_dir.name}" in result.stdout
+
+
+def test_every_stage2_option_may_differ_from_a_reused_stage1():
+    """--stage1-from accepts a stage 1 trained without any of the stage-2 options: every config
+    field the stage-1 modules do not read is listed as stage-2 only."""
+    from dataclasses import replace
+
+    from latentvla_ros.training.lam_stages import STAGE1_MODULES, STAGE2_ONLY_FIELDS
+
+    stage1 = {name: LatentActionModel(TINY).get_submodule(name).state_dict() for name in STAGE1_MODULES}
+    for name in STAGE2_ONLY_FIELDS:
+        value = getattr(TINY, name)
+        changed = (not value) if isinstance(value, bool) else ("ground_plane" if isinstance(value, str) else value * 2)
+        torch.manual_seed(0)
+        model = LatentActionModel(replace(TINY, **{"ego_decoder_warp": True, name: changed}))
+        for module, state in stage1.items():
+            shapes = {key: tensor.shape for key, tensor in model.get_submodule(module).state_dict().items()}
+            assert shapes == {key: tensor.shape for key, tensor in state.items()}, (name, module)
+    added = {"ego_motion_cost_volume", "ego_action_warp_only", "ego_warp_geometry"}
+    assert added <= STAGE2_ONLY_FIELDS

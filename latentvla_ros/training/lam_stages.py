@@ -98,6 +98,11 @@ STAGE2_ONLY_FIELDS = frozenset(
         "camera_pitch_down_deg",
         "camera_forward_m",
         "max_ground_distance_m",
+        "ego_motion_cost_volume",
+        "cost_volume_max_yaw_rad",
+        "cost_volume_yaw_steps",
+        "cost_volume_max_lateral_m",
+        "cost_volume_lateral_steps",
     }
 )
 
