@@ -568,9 +568,11 @@ def test_every_stage2_option_may_differ_from_a_reused_stage1():
     field the stage-1 modules do not read is listed as stage-2 only."""
     from dataclasses import replace
 
-    from latentvla_ros.training.lam_stages import STAGE1_MODULES, STAGE2_ONLY_FIELDS
+    from latentvla_ros.training.lam_stages import STAGE2_ONLY_FIELDS
 
-    stage1 = {name: LatentActionModel(TINY).get_submodule(name).state_dict() for name in STAGE1_MODULES}
+    stage1 = {
+        name: LatentActionModel(TINY).get_submodule(name).state_dict() for name in LatentActionModel.STAGE1_MODULES
+    }
     for name in STAGE2_ONLY_FIELDS:
         value = getattr(TINY, name)
         changed = (not value) if isinstance(value, bool) else ("ground_plane" if isinstance(value, str) else value * 2)

@@ -560,14 +560,19 @@ class LatentActionModel(nn.Module):
             warp_dim=d + speed_dim if config.ego_action_warp_only else 0,
         )
 
+    # Everything stage 1 trains (frozen for stage 2; reusable by another run's stage 2).
+    STAGE1_MODULES = (
+        "ego_conditioning",
+        "environment_encoder",
+        "environment_head",
+        "environment_codebook",
+        "stage1_decoder",
+        "environment_adversary",
+    )
+
     def frozen_environment_modules(self) -> tuple[nn.Module, ...]:
-        return (
-            self.ego_conditioning,
-            self.environment_encoder,
-            self.environment_head,
-            self.stage1_decoder,
-            self.environment_adversary,
-        )
+        """Stage 1's modules but the codebook (frozen by its own flag, not by eval mode)."""
+        return tuple(getattr(self, name) for name in self.STAGE1_MODULES if name != "environment_codebook")
 
     def train(self, mode: bool = True) -> LatentActionModel:
         """As nn.Module.train, but a frozen environment stays in eval mode (its

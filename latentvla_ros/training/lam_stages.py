@@ -118,21 +118,11 @@ def reuse_stage1(model: LatentActionModel, source: Path) -> dict:
     differing = sorted(key for key in mine if key not in STAGE2_ONLY_FIELDS and mine[key] != theirs.get(key))
     if differing:
         raise CheckpointError(f"--stage1-from {source}: its stage 1 was trained with other {', '.join(differing)}")
-    prefixes = tuple(f"{name}." for name in STAGE1_MODULES)
+    prefixes = tuple(f"{name}." for name in LatentActionModel.STAGE1_MODULES)
     state = {key: value for key, value in trained.state_dict().items() if key.startswith(prefixes)}
     model.load_state_dict(state, strict=False)
     model.freeze_environment()
     return {"stage1_from": str(source), "stage1_sha256": description.get("sha256")}
-
-
-STAGE1_MODULES = (
-    "ego_conditioning",
-    "environment_encoder",
-    "environment_head",
-    "environment_codebook",
-    "stage1_decoder",
-    "environment_adversary",
-)
 
 
 def _save(model: LatentActionModel, stem: Path, extra: dict) -> None:
