@@ -63,7 +63,10 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 # (perturbation episodes, spread of speeds and traffic; seed 1) to train on, 3
 # held-out minutes (seed 2) to watch training, and fresh drives of seeds never used
 # in training (5 and 6) for the shipped metrics. Chain: LAM -> label -> teacher ->
-# student -> planners (train-planning). Each stage's wall time: $(TRAIN_DIR)/stage_times.txt.
+# student -> planners (train-planning). Each stage's wall time, and the whole run's:
+# $(TRAIN_DIR)/stage_times.txt. Recordings (one core each) run two at a time; so do
+# the planner pairs, on one torch thread each (ONE_THREAD: two torch processes with
+# two threads each on this 2-core CPU thrash).
 TRAIN_DIR := out/train
 LAM := lam_v2.0
 TEACHER := teacher_v1.0
@@ -71,16 +74,21 @@ STUDENT := student_v1.0
 PLANNER := planner_v1.0
 NO_FUSION := planner_nofusion_v1.0
 LATENTVLA := $(VENV)/bin/latentvla
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TIMED = /usr/bin/time -f "%e s  $(1)" -a -o $(TRAIN_DIR)/stage_times.txt
+# $(call BOTH,A,B): run shell commands A and B side by side; fail if either fails.
+BOTH = ( $(1) ) & first=$$!; ( $(2) ) & second=$$!; wait $$first; status=$$?; wait $$second && test $$status = 0
 train: setup
 	rm -rf $(TRAIN_DIR)
 	mkdir -p $(TRAIN_DIR)
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags
+	date +%s > $(TRAIN_DIR)/started_s
+	$(call BOTH,\
+		$(call TIMED,record seed 1) $(LATENTVLA) record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags,\
+		$(call TIMED,record seed 2) $(LATENTVLA) record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags && \
+		$(call TIMED,record seed 5) $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags && \
+		$(call TIMED,record seed 6) $(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags)
 	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
 	$(call TIMED,train lam) $(LATENTVLA) train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags
 	$(call TIMED,eval lam) $(LATENTVLA) eval lam --model $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags \
 		--json $(TRAIN_DIR)/lam/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM).safetensors $(TRAIN_DIR)/lam/$(LAM).json $(TRAIN_DIR)/lam/$(LAM)_gloss.json models/
@@ -88,6 +96,7 @@ train: setup
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.png models/$(LAM)_codes.png
 	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
 	$(MAKE) --no-print-directory train-planning TRAIN_DIR=$(TRAIN_DIR)
+	echo "$$(( $$(date +%s) - $$(cat $(TRAIN_DIR)/started_s) )) s  total (make train, wall)" >> $(TRAIN_DIR)/stage_times.txt
 	cat $(TRAIN_DIR)/stage_times.txt
 
 # The teacher, the student and the planners from the LAM in models/ (after `make train`'s
@@ -97,6 +106,8 @@ train: setup
 # drives, measured: the teacher's fresh-seed top-1 0.23 on seed 1's 12 minutes, 0.35 on
 # all 84; student-teacher agreement 0.57 with seed 1 alone, 0.73 with 3 and 4.
 # Three seeds each of the fusion planner and the no-fusion ablation; seed 0 ships.
+# Each fusion planner trains beside its no-fusion twin, one thread each (measured: one
+# planner 6.1 steps/s on two threads, 3.5 on one, so a pair gains ~15 %).
 PLANNER_SEEDS := 0 1 2
 train-planning: setup
 	mkdir -p $(TRAIN_DIR)
@@ -105,12 +116,14 @@ train-planning: setup
 	test -d $(TRAIN_DIR)/fresh_bags || ( $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags && \
 		$(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags )
 	rm -rf $(TRAIN_DIR)/drive_bags $(TRAIN_DIR)/drive_cache $(TRAIN_DIR)/fresh_cache $(TRAIN_DIR)/student $(TRAIN_DIR)/planner_*
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 3 --out $(TRAIN_DIR)/drive_bags
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 12 --seed 4 --out $(TRAIN_DIR)/drive_bags
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 24 --seed 7 --out $(TRAIN_DIR)/drive_bags
-	$(call TIMED,record) $(LATENTVLA) record --scenario all --minutes 24 --seed 8 --out $(TRAIN_DIR)/drive_bags
+	$(call BOTH,\
+		$(call TIMED,record seed 3) $(LATENTVLA) record --scenario all --minutes 12 --seed 3 --out $(TRAIN_DIR)/drive_bags && \
+		$(call TIMED,record seed 7) $(LATENTVLA) record --scenario all --minutes 24 --seed 7 --out $(TRAIN_DIR)/drive_bags,\
+		$(call TIMED,record seed 4) $(LATENTVLA) record --scenario all --minutes 12 --seed 4 --out $(TRAIN_DIR)/drive_bags && \
+		$(call TIMED,record seed 8) $(LATENTVLA) record --scenario all --minutes 24 --seed 8 --out $(TRAIN_DIR)/drive_bags)
 	cp -al $(TRAIN_DIR)/train_bags/. $(TRAIN_DIR)/drive_bags/
 	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
+	$(call TIMED,dataset fresh) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
 	$(call TIMED,label) $(LATENTVLA) label --data $(TRAIN_DIR)/drive_cache --model models/$(LAM)
 	rm -rf $(TRAIN_DIR)/teacher
 	$(call TIMED,train teacher) $(LATENTVLA) train teacher --data $(TRAIN_DIR)/drive_cache --out $(TRAIN_DIR)/teacher
@@ -118,16 +131,18 @@ train-planning: setup
 		--lam models/$(LAM) --data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
 	$(call TIMED,train student) $(LATENTVLA) train student --data $(TRAIN_DIR)/drive_cache \
 		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student
-	for seed in $(PLANNER_SEEDS); do \
-		$(call TIMED,train planner seed $$seed) $(LATENTVLA) train planner --data $(TRAIN_DIR)/drive_cache --seed $$seed \
-			--student $(TRAIN_DIR)/student/$(STUDENT) --out $(TRAIN_DIR)/planner_s$$seed || exit 1; \
-		$(call TIMED,train planner --no-fusion seed $$seed) $(LATENTVLA) train planner --data $(TRAIN_DIR)/drive_cache \
-			--seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed || exit 1; \
-	done
-	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
 	$(call TIMED,eval student) $(LATENTVLA) eval student --data $(TRAIN_DIR)/fresh_cache \
 		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
 		--json $(TRAIN_DIR)/$(STUDENT)_metrics.json
+	for seed in $(PLANNER_SEEDS); do \
+		$(call BOTH,\
+			$(ONE_THREAD) $(call TIMED,train planner seed $$seed) $(LATENTVLA) train planner \
+				--data $(TRAIN_DIR)/drive_cache --seed $$seed --student $(TRAIN_DIR)/student/$(STUDENT) \
+				--out $(TRAIN_DIR)/planner_s$$seed,\
+			$(ONE_THREAD) $(call TIMED,train planner --no-fusion seed $$seed) $(LATENTVLA) train planner \
+				--data $(TRAIN_DIR)/drive_cache --seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed) \
+		|| exit 1; \
+	done
 	$(call TIMED,eval planner) $(LATENTVLA) eval planner --data $(TRAIN_DIR)/fresh_cache \
 		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
 		--planner $(foreach s,$(PLANNER_SEEDS),$(TRAIN_DIR)/planner_s$(s)/$(PLANNER)) \
