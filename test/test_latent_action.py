@@ -583,3 +583,39 @@ def test_every_stage2_option_may_differ_from_a_reused_stage1():
             assert shapes == {key: tensor.shape for key, tensor in state.items()}, (name, module)
     added = {"ego_motion_cost_volume", "ego_action_warp_only", "ego_warp_geometry"}
     assert added <= STAGE2_ONLY_FIELDS
+
+
+def test_stage1_ego_motion_warp_moves_frame_t_by_the_true_ego_motion():
+    """environment_ego_warp: the stage-1 decoder starts from frame t moved by the odometry's
+    ego motion (the ground-plane warp), so the environment action is left what that motion
+    does not explain; the environment IDM sees that residual as three more channels."""
+    from dataclasses import replace
+
+    from latentvla_ros.models.latent_action import EGO_MOTION_SCALE, GroundPlaneWarp
+
+    config = replace(TINY, environment_ego_warp=True)
+    model = LatentActionModel(config).eval()
+    plain_channels = LatentActionModel(TINY).environment_encoder.features[0].in_channels
+    assert model.environment_encoder.features[0].in_channels == plain_channels + 3
+    torch.nn.init.zeros_(model.stage1_decoder.out.weight)  # no residual: the prediction is the moved frame
+    batch = _batch(config)
+    batch["ego_motion"] = torch.tensor([[0.8, 0.0, 0.0], [0.5, 0.2, 1.0]] * 3)  # scaled units
+    moved = GroundPlaneWarp(config)(batch["frames"][:, -2], batch["ego_motion"] * torch.tensor(EGO_MOTION_SCALE))
+    prediction = model(batch, stage=1).prediction
+    assert torch.allclose(prediction, moved, atol=1e-6)
+    assert (prediction - batch["frames"][:, -2]).abs().mean() > 1e-3  # not frame t itself
+    # Without the option the same decoder starts from frame t unmoved.
+    plain = LatentActionModel(TINY).eval()
+    torch.nn.init.zeros_(plain.stage1_decoder.out.weight)
+    assert torch.allclose(plain(batch, stage=1).prediction, batch["frames"][:, -2], atol=1e-6)
+
+
+def test_the_camera_belongs_to_stage1_when_it_warps_by_the_ego_motion():
+    from dataclasses import replace
+
+    from latentvla_ros.training.lam_stages import CAMERA_FIELDS, STAGE2_ONLY_FIELDS, stage2_only_fields
+
+    assert CAMERA_FIELDS <= stage2_only_fields(TINY) == STAGE2_ONLY_FIELDS
+    warped = stage2_only_fields(replace(TINY, environment_ego_warp=True))
+    assert not CAMERA_FIELDS & warped and "ego_motion_cost_volume" in warped
+    assert "environment_ego_warp" not in STAGE2_ONLY_FIELDS

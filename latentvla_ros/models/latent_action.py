@@ -33,6 +33,7 @@ from torch.nn import functional
 EGO_MOTION_DIM = 3  # dx, dy, dyaw from t to t+1 in the ego frame at t
 EGO_STATE_DIM = 5  # vx, vy, ax, ay, yaw rate
 EGO_SPEED_SCALE_MPS = 10.0  # ego_state[:, 0] is the forward speed in these units
+EGO_MOTION_SCALE = (5.0, 0.5, 0.1)  # ego_motion is dx (m), dy (m), dyaw (rad) over the step in these units
 WARP_GEOMETRIES = ("shift_zoom", "ground_plane")
 
 
@@ -66,6 +67,12 @@ class LatentActionConfig:
     # codebook evenly over a batch: the soft-assignment perplexity, (K - ppl) / K.
     environment_diversity_weight: float = 0.05
     diversity_temperature: float = 0.1
+    # Stage 1: move frame t by the true ego motion over the step (odometry, through the
+    # ground-plane warp below) before the decoder sees it, and show the environment IDM
+    # what that motion leaves unexplained (frame t+1 minus the moved frame t). Told the ego
+    # motion only as FiLM conditioning, the environment tokens of lam_v2.0 still told the
+    # ego maneuver (fresh AMI 0.126) about as well as the other agents' motion (0.110).
+    environment_ego_warp: bool = False
     # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
     # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
     ego_decoder_speed: bool = True
@@ -527,8 +534,11 @@ class LatentActionModel(nn.Module):
         frame_hw = (config.frame_height, config.frame_width)
         d, c = config.latent_dim, config.conditioning_dim
         self.ego_conditioning = nn.Sequential(nn.Linear(EGO_MOTION_DIM + EGO_STATE_DIM, c), nn.GELU(), nn.Linear(c, c))
-        # Stage 1: environment action, told the ego motion.
-        self.environment_encoder = ImpalaEncoder(in_channels, config.encoder_channels, frame_hw, 64)
+        # Stage 1: environment action, told the ego motion (and, with environment_ego_warp,
+        # shown frame t moved by it).
+        self.ego_motion_warp = GroundPlaneWarp(config) if config.environment_ego_warp else None
+        environment_channels = in_channels + (3 if config.environment_ego_warp else 0)
+        self.environment_encoder = ImpalaEncoder(environment_channels, config.encoder_channels, frame_hw, 64)
         # Batch-normalized outputs: latents spread over the codebook instead of all
         # pointing one way (which collapsed every codebook to one code).
         self.environment_head = nn.Sequential(
@@ -602,9 +612,20 @@ class LatentActionModel(nn.Module):
         differences = self.config.difference_gain * (frames[:, 1:] - frames[:, :-1])
         return torch.cat([frames, differences], dim=1).flatten(1, 2)
 
+    def moved_by_ego_motion(self, current: torch.Tensor, ego_motion: torch.Tensor) -> torch.Tensor:
+        """Frame t as the camera sees it after the true ego motion (``ego_motion`` in the
+        scaled units of the batch); frame t itself without ``environment_ego_warp``."""
+        if self.ego_motion_warp is None:
+            return current
+        return self.ego_motion_warp(current, ego_motion * ego_motion.new_tensor(EGO_MOTION_SCALE))
+
     def encode_environment(self, frames: torch.Tensor, ego_motion: torch.Tensor, ego_state: torch.Tensor) -> Quantized:
         conditioning = self.ego_conditioning(torch.cat([ego_motion, ego_state], dim=1))
-        features = self.environment_encoder(self.idm_input(frames))
+        idm_input = self.idm_input(frames)
+        if self.ego_motion_warp is not None:
+            unexplained = frames[:, -1] - self.moved_by_ego_motion(frames[:, -2], ego_motion)
+            idm_input = torch.cat([idm_input, self.config.difference_gain * unexplained], dim=1)
+        features = self.environment_encoder(idm_input)
         return self.environment_codebook(self.environment_head(torch.cat([features, conditioning], dim=1)))
 
     def encode_ego(self, frames: torch.Tensor, environment: torch.Tensor, ego_state: torch.Tensor) -> Quantized:
@@ -622,7 +643,9 @@ class LatentActionModel(nn.Module):
         environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"])
         if stage == 1:
             conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
-            prediction = self.stage1_decoder(context, current, torch.cat([environment.embedding, conditioning], dim=1))
+            moved = self.moved_by_ego_motion(current, batch["ego_motion"])
+            context = moved if self.ego_motion_warp is not None else context
+            prediction = self.stage1_decoder(context, moved, torch.cat([environment.embedding, conditioning], dim=1))
             ego = None
             losses = {"environment_commitment": environment.commitment_loss}
             if self.config.environment_diversity_weight > 0.0:

@@ -18,10 +18,11 @@ from torch.utils.data import Dataset
 
 from latentvla_ros.core.se2 import relative_poses
 from latentvla_ros.data.cache import LogSamples, log_entries
+from latentvla_ros.models.latent_action import EGO_MOTION_SCALE as MODEL_EGO_MOTION_SCALE
 from latentvla_ros.models.latent_action import EGO_SPEED_SCALE_MPS, LatentActionConfig
 
 # Scales that bring the conditioning inputs to order one.
-EGO_MOTION_SCALE = np.array([5.0, 0.5, 0.1], dtype=np.float32)  # dx m, dy m, dyaw rad per step
+EGO_MOTION_SCALE = np.array(MODEL_EGO_MOTION_SCALE, dtype=np.float32)  # dx m, dy m, dyaw rad per step
 EGO_STATE_SCALE = np.array([EGO_SPEED_SCALE_MPS, 1.0, 2.0, 2.0, 0.3], dtype=np.float32)  # vx, vy, ax, ay, yaw rate
 # Maneuver bins: acceleration (m/s^2) brake / hold / accelerate x yaw rate (rad/s) right / straight / left.
 ACCELERATION_EDGES = (-0.6, 0.3)

@@ -86,18 +86,24 @@ def check_data_fits(cache_dir: Path, config: LatentActionConfig) -> None:
             )
 
 
-# Options of stage 2 only: a trained stage 1 can be reused by a run that changes them.
-STAGE2_ONLY_FIELDS = frozenset(
+# The camera model of the ground-plane warps.
+CAMERA_FIELDS = frozenset(
     {
-        "ego_decoder_speed",
-        "ego_decoder_warp",
-        "ego_action_warp_only",
-        "ego_warp_geometry",
         "camera_horizontal_fov_deg",
         "camera_height_m",
         "camera_pitch_down_deg",
         "camera_forward_m",
         "max_ground_distance_m",
+    }
+)
+# Options of stage 2 only: a trained stage 1 can be reused by a run that changes them
+# (the camera too, unless stage 1 warps by the ego motion: see stage2_only_fields).
+STAGE2_ONLY_FIELDS = CAMERA_FIELDS | frozenset(
+    {
+        "ego_decoder_speed",
+        "ego_decoder_warp",
+        "ego_action_warp_only",
+        "ego_warp_geometry",
         "ego_motion_cost_volume",
         "cost_volume_max_yaw_rad",
         "cost_volume_yaw_steps",
@@ -105,6 +111,11 @@ STAGE2_ONLY_FIELDS = frozenset(
         "cost_volume_lateral_steps",
     }
 )
+
+
+def stage2_only_fields(config: LatentActionConfig) -> frozenset[str]:
+    """STAGE2_ONLY_FIELDS for ``config``: with ``environment_ego_warp`` the camera is stage 1's as well."""
+    return STAGE2_ONLY_FIELDS - CAMERA_FIELDS if config.environment_ego_warp else STAGE2_ONLY_FIELDS
 
 
 def reuse_stage1(model: LatentActionModel, source: Path) -> dict:
@@ -115,7 +126,8 @@ def reuse_stage1(model: LatentActionModel, source: Path) -> dict:
     trained, description = load_latent_action_model(Path(source))
     mine = json.loads(json.dumps(model.config.to_dict()))
     theirs = json.loads(json.dumps(trained.config.to_dict()))
-    differing = sorted(key for key in mine if key not in STAGE2_ONLY_FIELDS and mine[key] != theirs.get(key))
+    stage2_only = stage2_only_fields(model.config)
+    differing = sorted(key for key in mine if key not in stage2_only and mine[key] != theirs.get(key))
     if differing:
         raise CheckpointError(f"--stage1-from {source}: its stage 1 was trained with other {', '.join(differing)}")
     prefixes = tuple(f"{name}." for name in LatentActionModel.STAGE1_MODULES)
