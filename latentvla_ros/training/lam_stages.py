@@ -16,7 +16,7 @@ command trains with DistributedDataParallel.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,14 @@ from latentvla_ros.models.checkpoint import (
 from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel
 from latentvla_ros.models.latent_action_features import FrameSizeError, LamDataset, LamWindows, load_windows
 from latentvla_ros.models.latent_action_loading import MODEL_KIND
-from latentvla_ros.training.loop import MetricsLog, StageSchedule, setup_runtime, teardown_runtime, train_stage
+from latentvla_ros.training.loop import (
+    MetricsLog,
+    StageSchedule,
+    setup_runtime,
+    teardown_runtime,
+    train_stage,
+    write_training_config,
+)
 
 MODEL_VERSION = "2.0"  # 2: layer-normalized IDM features (v1.0's environment codebook collapsed)
 CHECKPOINT_NAME = "lam_checkpoint"
@@ -274,10 +281,7 @@ def train_lam(
         if stage1_from is not None and stage == "stage1_environment":
             reused = reuse_stage1(model, stage1_from)
             stage = "stage2_ego"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "training_config.json").write_text(
-            json.dumps({"model": config.to_dict(), "training": asdict(training), **reused}, indent=2)
-        )
+        write_training_config(out_dir, config.to_dict(), training, **reused)
         windows = load_windows(data, config, "train")
         validation = load_windows(data, config, "val")
         metrics = MetricsLog(out_dir / "metrics.jsonl", runtime.is_main)

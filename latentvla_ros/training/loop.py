@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -68,12 +68,33 @@ class StageSchedule:
     checkpoint_every: int = 200
     cosine_decay: bool = False  # after warm-up, decay the learning rate to 0 at the last step
 
+    @staticmethod
+    def for_training(training, cosine_decay: bool = False) -> StageSchedule:
+        """The student's, planner's and teacher's schedule: ``training``'s steps, batch size and
+        learning rate, 100 warm-up steps, a checkpoint at every evaluation."""
+        return StageSchedule(
+            training.steps,
+            training.batch_size,
+            training.learning_rate,
+            warmup_steps=100,
+            evaluate_every=training.evaluate_every,
+            checkpoint_every=training.evaluate_every,
+            cosine_decay=cosine_decay,
+        )
+
     def learning_rate_at(self, step: int) -> float:
         warmup = min(1.0, (step + 1) / self.warmup_steps)
         if not self.cosine_decay or step < self.warmup_steps:
             return self.learning_rate * warmup
         progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def write_training_config(out_dir: Path, model_config: dict, training, **extra) -> None:
+    """``training_config.json`` in a run's ``out_dir``: the model's and the training's settings."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"model": model_config, "training": asdict(training), **extra}
+    (out_dir / "training_config.json").write_text(json.dumps(settings, indent=2))
 
 
 class RowNumbers(Dataset):

@@ -29,6 +29,7 @@ from latentvla_ros.training.loop import (
     setup_runtime,
     teardown_runtime,
     train_stage,
+    write_training_config,
 )
 
 MODEL_VERSION = "1.0"
@@ -125,10 +126,7 @@ def train_planner(
         validation = load_planner_samples(data, config, "val")
         latents = student_latents(student, samples, config)
         validation_latents = student_latents(student, validation, config)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "training_config.json").write_text(
-            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
-        )
+        write_training_config(out_dir, config.to_dict(), training)
         planner.to(runtime.device)
 
         def loss(model, batch):
@@ -143,15 +141,7 @@ def train_planner(
         def save_checkpoint(stem: Path, extra: dict) -> None:
             planner.save(stem, MODEL_VERSION, extra)
 
-        schedule = StageSchedule(
-            training.steps,
-            training.batch_size,
-            training.learning_rate,
-            warmup_steps=100,
-            evaluate_every=training.evaluate_every,
-            checkpoint_every=training.evaluate_every,
-            cosine_decay=True,
-        )
+        schedule = StageSchedule.for_training(training, cosine_decay=True)
         train_stage(
             "planner" if config.use_fusion else "planner_nofusion", planner, list(planner.parameters()), loss,
             RowNumbers(len(samples)), schedule, runtime, checkpoint, save_checkpoint, evaluate,

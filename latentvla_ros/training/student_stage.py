@@ -30,6 +30,7 @@ from latentvla_ros.training.loop import (
     setup_runtime,
     teardown_runtime,
     train_stage,
+    write_training_config,
 )
 
 MODEL_VERSION = "1.0"
@@ -103,10 +104,7 @@ def train_student(
         student = LatentActionStudent(config)
         start_step, optimizer_state = resume_point(checkpoint, student, resume, out_dir)
         marginal = teacher_marginal(samples.probabilities)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "training_config.json").write_text(
-            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
-        )
+        write_training_config(out_dir, config.to_dict(), training)
         student.to(runtime.device)
         watched = validation.subset(np.linspace(0, len(validation) - 1, min(512, len(validation))).astype(int))
 
@@ -117,15 +115,7 @@ def train_student(
         def save_checkpoint(stem: Path, extra: dict) -> None:
             student.save(stem, MODEL_VERSION, extra)
 
-        schedule = StageSchedule(
-            training.steps,
-            training.batch_size,
-            training.learning_rate,
-            warmup_steps=100,
-            evaluate_every=training.evaluate_every,
-            checkpoint_every=training.evaluate_every,
-            cosine_decay=True,
-        )
+        schedule = StageSchedule.for_training(training, cosine_decay=True)
         train_stage(
             "student", student, list(student.parameters()), student_loss(training), RowNumbers(len(samples)), schedule,
             runtime, checkpoint, save_checkpoint, evaluate, MetricsLog(out_dir / "metrics.jsonl", runtime.is_main),

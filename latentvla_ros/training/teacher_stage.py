@@ -12,7 +12,7 @@ command trains with DistributedDataParallel. The result is a directory loadable 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from latentvla_ros.training.loop import (
     setup_runtime,
     teardown_runtime,
     train_stage,
+    write_training_config,
 )
 
 MODEL_VERSION = "1.0"
@@ -108,10 +109,7 @@ def train_teacher(
         config = teacher.config
         samples = load_teacher_samples(data, config, "train")
         validation = load_teacher_samples(data, config, "val")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "training_config.json").write_text(
-            json.dumps({"model": config.to_dict(), "training": asdict(training)}, indent=2)
-        )
+        write_training_config(out_dir, config.to_dict(), training)
         majority = majority_token(samples.targets)
         teacher.model.to(runtime.device)
         checkpoint = out_dir / CHECKPOINT_DIR
@@ -141,14 +139,7 @@ def train_teacher(
                 teacher.save_pretrained(checkpoint, MODEL_VERSION, {"majority_token": majority, **extra})
 
         parameters = [p for p in network.parameters() if p.requires_grad]
-        schedule = StageSchedule(
-            training.steps,
-            training.batch_size,
-            training.learning_rate,
-            warmup_steps=100,
-            evaluate_every=training.evaluate_every,
-            checkpoint_every=training.evaluate_every,
-        )
+        schedule = StageSchedule.for_training(training)
         train_stage(
             "teacher", network, parameters, loss, RowNumbers(len(samples)), schedule, runtime,
             checkpoint / "state", save_checkpoint, evaluate,
