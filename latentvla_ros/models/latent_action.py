@@ -619,11 +619,19 @@ class LatentActionModel(nn.Module):
             return current
         return self.ego_motion_warp(current, ego_motion * ego_motion.new_tensor(EGO_MOTION_SCALE))
 
-    def encode_environment(self, frames: torch.Tensor, ego_motion: torch.Tensor, ego_state: torch.Tensor) -> Quantized:
+    def encode_environment(
+        self,
+        frames: torch.Tensor,
+        ego_motion: torch.Tensor,
+        ego_state: torch.Tensor,
+        moved: torch.Tensor | None = None,
+    ) -> Quantized:
+        """``moved``: frame t already moved by ``ego_motion`` (``moved_by_ego_motion``), if the caller has it."""
         conditioning = self.ego_conditioning(torch.cat([ego_motion, ego_state], dim=1))
         idm_input = self.idm_input(frames)
         if self.ego_motion_warp is not None:
-            unexplained = frames[:, -1] - self.moved_by_ego_motion(frames[:, -2], ego_motion)
+            moved = self.moved_by_ego_motion(frames[:, -2], ego_motion) if moved is None else moved
+            unexplained = frames[:, -1] - moved
             idm_input = torch.cat([idm_input, self.config.difference_gain * unexplained], dim=1)
         features = self.environment_encoder(idm_input)
         return self.environment_codebook(self.environment_head(torch.cat([features, conditioning], dim=1)))
@@ -639,13 +647,11 @@ class LatentActionModel(nn.Module):
         ``ego_state`` (B, 5)."""
         frames = batch["frames"]
         current, target = frames[:, -2], frames[:, -1]
-        context = current
-        environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"])
+        moved = self.moved_by_ego_motion(current, batch["ego_motion"])  # frame t itself without the option
+        environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"], moved)
         if stage == 1:
             conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
-            moved = self.moved_by_ego_motion(current, batch["ego_motion"])
-            context = moved if self.ego_motion_warp is not None else context
-            prediction = self.stage1_decoder(context, moved, torch.cat([environment.embedding, conditioning], dim=1))
+            prediction = self.stage1_decoder(moved, moved, torch.cat([environment.embedding, conditioning], dim=1))
             ego = None
             losses = {"environment_commitment": environment.commitment_loss}
             if self.config.environment_diversity_weight > 0.0:
