@@ -61,7 +61,9 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
     from latentvla_ros.training.planner_stage import PlannerTrainingConfig, train_planner
 
     config = PlannerConfig(use_fusion=not args.no_fusion)
-    training = PlannerTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    training = PlannerTrainingConfig(
+        steps=args.steps, batch_size=args.batch_size, seed=args.seed, position_loss=args.position_loss
+    )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
     if report:
@@ -159,6 +161,9 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument("--steps", type=int, default=2000)
     planner.add_argument("--batch-size", type=int, default=32)
     planner.add_argument("--seed", type=int, default=0)
+    planner.add_argument(
+        "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
+    )
     planner.set_defaults(handler=_cmd_train_planner)
 
     eval_student = eval_models.add_parser("student", help="student-teacher KL and top-1 agreement on held-out data")

@@ -17,7 +17,14 @@ from helpers.lam_cache import write_cache
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
 from latentvla_ros.models.checkpoint import CheckpointError
-from latentvla_ros.models.planner import FusionPlanner, LatentInput, PlannerConfig, bev_cell_centres
+from latentvla_ros.models.planner import (
+    FusionPlanner,
+    LatentInput,
+    PlannerConfig,
+    PlannerOutput,
+    bev_cell_centres,
+    planner_loss,
+)
 from latentvla_ros.models.planner_features import perturbed_future
 from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, StudentConfig, distillation_kl
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
@@ -182,6 +189,25 @@ def test_displacement_errors_by_hand():
     assert summary["ade_4s"] == 2.0 and summary["ade_4s_std"] == 1.0 and summary["seeds"] == 2
 
 
+def test_planner_position_losses_by_hand():
+    """L1 sums |dx| + |dy|; the euclidean loss is the distance ADE averages; both zero on target."""
+    target = torch.zeros(1, 8, 3)
+    predicted = torch.zeros(1, 8, 3)
+    predicted[0, :, 0], predicted[0, :, 1] = 3.0, 4.0  # 5 m off at every pose
+    bev = torch.zeros(1, 3, 4, 4)
+    no_bev = torch.zeros(1, dtype=torch.bool)
+
+    def loss(poses, kind):
+        return planner_loss(PlannerOutput(poses, None, None, None), target, bev, no_bev, position_loss=kind)[0].item()
+
+    assert loss(predicted, "l1") == pytest.approx(7.0)
+    assert loss(predicted, "euclidean") == pytest.approx(5.0)
+    # The euclidean loss's epsilon (finite gradient at 0) floors it at sqrt(1e-6) = 1 mm.
+    assert loss(target.clone(), "l1") == 0.0 and loss(target.clone(), "euclidean") == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="position_loss"):
+        loss(predicted, "l2")
+
+
 def _run(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "latentvla"), *arguments], capture_output=True, text=True, timeout=600, check=False
@@ -267,6 +293,7 @@ def test_training_commands_default_to_the_training_configs():
     common = ["--data", "cache", "--out", "run"]
     assert parser.parse_args(["train", "student", *common]).steps == StudentTrainingConfig().steps
     assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
-    assert parser.parse_args(["train", "planner", *common]).steps == PlannerTrainingConfig().steps
+    planner = parser.parse_args(["train", "planner", *common])
+    assert (planner.steps, planner.position_loss) == (PlannerTrainingConfig().steps, PlannerTrainingConfig().position_loss)
     lam = parser.parse_args(["train", "lam", *common])
     assert (lam.stage1_steps, lam.stage2_steps) == (LamTrainingConfig().stage1_steps, LamTrainingConfig().stage2_steps)

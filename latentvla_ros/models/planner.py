@@ -293,13 +293,23 @@ def latent_input_from_arrays(probabilities, action_embeddings, visual_embedding)
     )
 
 
+POSITION_LOSSES = ("l1", "euclidean")
+
+
 def planner_loss(output: PlannerOutput, target_poses: torch.Tensor, bev: torch.Tensor, bev_mask: torch.Tensor,
-                 bev_weight: float = 0.1) -> tuple[torch.Tensor, dict]:  # fmt: skip
-    """L1 on (x, y) and yaw of every pose, plus BCE on the BEV raster of the samples that have one."""
-    position = (output.poses[..., :2] - target_poses[..., :2]).abs().sum(-1).mean()
+                 bev_weight: float = 0.1, position_loss: str = "l1") -> tuple[torch.Tensor, dict]:  # fmt: skip
+    """Position error of every pose (L1 on x and y, or ``euclidean``: the distance itself, which
+    is what ADE averages), L1 on yaw, plus BCE on the BEV raster of the samples that have one."""
+    offset = output.poses[..., :2] - target_poses[..., :2]
+    if position_loss == "l1":
+        position = offset.abs().sum(-1).mean()
+    elif position_loss == "euclidean":
+        position = offset.pow(2).sum(-1).add(1e-6).sqrt().mean()  # the epsilon keeps the gradient finite at 0
+    else:
+        raise ValueError(f"position_loss must be one of {POSITION_LOSSES}, got {position_loss!r}")
     heading = (output.poses[..., 2] - target_poses[..., 2]).abs().mean()
     total = position + heading
-    terms = {"pose_l1": position.detach(), "yaw_l1": heading.detach()}
+    terms = {f"pose_{position_loss}": position.detach(), "yaw_l1": heading.detach()}
     if bool(bev_mask.any()):
         bev_loss = F.binary_cross_entropy_with_logits(output.bev_logits[bev_mask], bev[bev_mask].float())
         total = total + bev_weight * bev_loss

@@ -42,6 +42,7 @@ class PlannerTrainingConfig:
     batch_size: int = 32
     learning_rate: float = 5e-4
     bev_weight: float = 0.1
+    position_loss: str = "l1"  # or "euclidean" (models/planner.py POSITION_LOSSES)
     evaluate_every: int = 500
     seed: int = 0
 
@@ -131,7 +132,8 @@ def train_planner(
 
         def loss(model, batch):
             output = model(batch["frames"], batch["ego_status"], batch["commands"], latent_from_batch(batch))
-            return planner_loss(output, batch["trajectories"], batch["bev"], batch["has_bev"], training.bev_weight)
+            return planner_loss(output, batch["trajectories"], batch["bev"], batch["has_bev"], training.bev_weight,
+                                training.position_loss)
 
         def evaluate() -> dict:
             predicted = predict_planner(planner, validation, validation_latents)
