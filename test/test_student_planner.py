@@ -29,6 +29,7 @@ from latentvla_ros.models.planner_features import perturbed_future
 from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, StudentConfig, distillation_kl
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
 from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
+from latentvla_ros.training.planner_stage import PlannerTrainingConfig
 
 SMALL_STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
 SMALL_PLANNER = PlannerConfig(width=32, heads=2, image_layers=1, decoder_layers=1, latent_embedding_dim=24)
@@ -206,6 +207,8 @@ def test_planner_position_losses_by_hand():
     assert loss(target.clone(), "l1") == 0.0 and loss(target.clone(), "euclidean") == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="position_loss"):
         loss(predicted, "l2")
+    with pytest.raises(ValueError, match="position_loss"):
+        PlannerTrainingConfig(position_loss="l2")
 
 
 def _run(*arguments: str) -> subprocess.CompletedProcess:
@@ -285,7 +288,6 @@ def test_training_commands_default_to_the_training_configs():
     """The CLI's step counts are the recipe's (make train passes none): one source of truth."""
     from latentvla_ros.cli import build_parser
     from latentvla_ros.training.lam_stages import LamTrainingConfig
-    from latentvla_ros.training.planner_stage import PlannerTrainingConfig
     from latentvla_ros.training.student_stage import StudentTrainingConfig
     from latentvla_ros.training.teacher_stage import TeacherTrainingConfig
 
@@ -294,6 +296,7 @@ def test_training_commands_default_to_the_training_configs():
     assert parser.parse_args(["train", "student", *common]).steps == StudentTrainingConfig().steps
     assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
     planner = parser.parse_args(["train", "planner", *common])
-    assert (planner.steps, planner.position_loss) == (PlannerTrainingConfig().steps, PlannerTrainingConfig().position_loss)
+    recipe = PlannerTrainingConfig()
+    assert (planner.steps, planner.position_loss) == (recipe.steps, recipe.position_loss)
     lam = parser.parse_args(["train", "lam", *common])
     assert (lam.stage1_steps, lam.stage2_steps) == (LamTrainingConfig().stage1_steps, LamTrainingConfig().stage2_steps)

@@ -19,7 +19,7 @@ import torch
 from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
-from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, planner_loss
+from latentvla_ros.models.planner import POSITION_LOSSES, FusionPlanner, PlannerConfig, planner_loss
 from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
 from latentvla_ros.models.student import LatentActionStudent
 from latentvla_ros.training.loop import (
@@ -42,9 +42,13 @@ class PlannerTrainingConfig:
     batch_size: int = 32
     learning_rate: float = 5e-4
     bev_weight: float = 0.1
-    position_loss: str = "l1"  # or "euclidean" (models/planner.py POSITION_LOSSES)
+    position_loss: str = "l1"  # or "euclidean": the distance ADE averages
     evaluate_every: int = 500
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.position_loss not in POSITION_LOSSES:  # refused before any data is read
+            raise ValueError(f"position_loss must be one of {POSITION_LOSSES}, got {self.position_loss!r}")
 
 
 def planner_name(use_fusion: bool) -> str:
@@ -132,8 +136,14 @@ def train_planner(
 
         def loss(model, batch):
             output = model(batch["frames"], batch["ego_status"], batch["commands"], latent_from_batch(batch))
-            return planner_loss(output, batch["trajectories"], batch["bev"], batch["has_bev"], training.bev_weight,
-                                training.position_loss)
+            return planner_loss(
+                output,
+                batch["trajectories"],
+                batch["bev"],
+                batch["has_bev"],
+                training.bev_weight,
+                training.position_loss,
+            )
 
         def evaluate() -> dict:
             predicted = predict_planner(planner, validation, validation_latents)
