@@ -296,17 +296,22 @@ def latent_input_from_arrays(probabilities, action_embeddings, visual_embedding)
 POSITION_LOSSES = ("l1", "euclidean")
 
 
+def check_position_loss(kind: str) -> str:
+    """``kind`` if it names a position loss; one clear error otherwise."""
+    if kind not in POSITION_LOSSES:
+        raise ValueError(f"position_loss must be one of {POSITION_LOSSES}, got {kind!r}")
+    return kind
+
+
 def planner_loss(output: PlannerOutput, target_poses: torch.Tensor, bev: torch.Tensor, bev_mask: torch.Tensor,
                  bev_weight: float = 0.1, position_loss: str = "l1") -> tuple[torch.Tensor, dict]:  # fmt: skip
     """Position error of every pose (L1 on x and y, or ``euclidean``: the distance itself, which
     is what ADE averages), L1 on yaw, plus BCE on the BEV raster of the samples that have one."""
     offset = output.poses[..., :2] - target_poses[..., :2]
-    if position_loss == "l1":
+    if check_position_loss(position_loss) == "l1":
         position = offset.abs().sum(-1).mean()
-    elif position_loss == "euclidean":
-        position = offset.pow(2).sum(-1).add(1e-6).sqrt().mean()  # the epsilon keeps the gradient finite at 0
-    else:
-        raise ValueError(f"position_loss must be one of {POSITION_LOSSES}, got {position_loss!r}")
+    else:  # the epsilon keeps the gradient finite at 0
+        position = offset.pow(2).sum(-1).add(1e-6).sqrt().mean()
     heading = (output.poses[..., 2] - target_poses[..., 2]).abs().mean()
     total = position + heading
     terms = {f"pose_{position_loss}": position.detach(), "yaw_l1": heading.detach()}

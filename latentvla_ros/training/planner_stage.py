@@ -19,7 +19,7 @@ import torch
 from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
-from latentvla_ros.models.planner import POSITION_LOSSES, FusionPlanner, PlannerConfig, planner_loss
+from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, check_position_loss, planner_loss
 from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
 from latentvla_ros.models.student import LatentActionStudent
 from latentvla_ros.training.loop import (
@@ -47,8 +47,7 @@ class PlannerTrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.position_loss not in POSITION_LOSSES:  # refused before any data is read
-            raise ValueError(f"position_loss must be one of {POSITION_LOSSES}, got {self.position_loss!r}")
+        check_position_loss(self.position_loss)  # refused before any data is read
 
 
 def planner_name(use_fusion: bool) -> str:
