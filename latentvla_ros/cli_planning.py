@@ -38,6 +38,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         temperature=args.temperature,
         lam_weight=args.lam_weight,
+        hard_label_weight=args.hard_label_weight,
         seed=args.seed,
     )
     report = train_student(Path(args.data), Path(args.out), training=training, resume=args.resume)
@@ -147,6 +148,9 @@ def add_parsers(train_models, eval_models) -> None:
     student.add_argument("--batch-size", type=int, default=32)
     student.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     student.add_argument("--lam-weight", type=float, default=0.1, help="cross-entropy on the LAM tokens; 0: off")
+    student.add_argument(
+        "--hard-label-weight", type=float, default=0.0, help="cross-entropy on the teacher's top-1 code; 0: off"
+    )
     student.add_argument("--seed", type=int, default=0)
     student.set_defaults(handler=_cmd_train_student)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.lam_cache import write_cache
 
 from latentvla_ros.core.driving_command import DrivingCommand
@@ -31,6 +32,7 @@ from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, Stu
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
 from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
 from latentvla_ros.training.planner_stage import PlannerTrainingConfig
+from latentvla_ros.training.student_stage import StudentTrainingConfig, student_loss
 
 SMALL_STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
 SMALL_PLANNER = PlannerConfig(width=32, heads=2, image_layers=1, decoder_layers=1, latent_embedding_dim=24)
@@ -72,6 +74,30 @@ def test_distillation_kl_is_zero_only_when_the_distributions_match():
         assert float(distillation_kl(logits, torch.softmax(logits, -1), temperature)) == pytest.approx(0.0, abs=1e-5)
     other = torch.softmax(torch.randn(4, 12, 16), -1)
     assert float(distillation_kl(logits, other)) > 0.05
+
+
+def test_student_loss_adds_the_teacher_top1_cross_entropy_only_when_asked():
+    """hard_label_weight adds w x CE(student logits, the teacher's most likely code), by hand."""
+    torch.manual_seed(0)
+    student = LatentActionStudent(SMALL_STUDENT)
+    frames, status, commands = _inputs(2)
+    teacher = torch.softmax(3 * torch.randn(2, 12, 16), -1)
+    batch = {
+        "frames": frames, "ego_status": status, "commands": commands, "probabilities": teacher,
+        "action_embeddings": torch.zeros(2, 12, 24), "visual_embedding": torch.zeros(2, 24),
+        "lam_targets": torch.full((2, 12), -1),
+    }  # fmt: skip
+    plain, plain_terms = student_loss(StudentTrainingConfig())(student, batch)
+    hard, hard_terms = student_loss(StudentTrainingConfig(hard_label_weight=0.5))(student, batch)
+    with torch.no_grad():
+        logits = student(frames, status, commands).logits
+    by_hand = F.cross_entropy(logits.reshape(-1, 16), teacher.argmax(-1).reshape(-1))
+    assert "teacher_top1_cross_entropy" not in plain_terms
+    assert float(hard_terms["teacher_top1_cross_entropy"]) == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(hard - plain) == pytest.approx(0.5 * float(by_hand), rel=1e-4)
+    for bad in ({"hard_label_weight": -0.1}, {"lam_weight": -1.0}, {"temperature": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            StudentTrainingConfig(**bad)
 
 
 def test_paper_size_student_has_about_fifty_million_parameters():
@@ -289,12 +315,15 @@ def test_training_commands_default_to_the_training_configs():
     """The CLI's step counts are the recipe's (make train passes none): one source of truth."""
     from latentvla_ros.cli import build_parser
     from latentvla_ros.training.lam_stages import LamTrainingConfig
-    from latentvla_ros.training.student_stage import StudentTrainingConfig
     from latentvla_ros.training.teacher_stage import TeacherTrainingConfig
 
     parser = build_parser()
     common = ["--data", "cache", "--out", "run"]
-    assert parser.parse_args(["train", "student", *common]).steps == StudentTrainingConfig().steps
+    student = parser.parse_args(["train", "student", *common])
+    recipe = StudentTrainingConfig()
+    assert (student.steps, student.lam_weight, student.hard_label_weight, student.temperature) == (
+        recipe.steps, recipe.lam_weight, recipe.hard_label_weight, recipe.temperature,
+    )  # fmt: skip
     assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
     planner = parser.parse_args(["train", "planner", *common])
     recipe = PlannerTrainingConfig()

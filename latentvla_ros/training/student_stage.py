@@ -46,8 +46,18 @@ class StudentTrainingConfig:
     temperature: float = 1.0
     embedding_weight: float = 1.0
     lam_weight: float = 0.1
+    # Cross-entropy on the teacher's most likely code (Hinton's "hard" target beside the
+    # soft one): it trains the top-1 agreement the student is judged by. Off in the recipe.
+    hard_label_weight: float = 0.0
     evaluate_every: int = 500
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        for name in ("embedding_weight", "lam_weight", "hard_label_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")
 
 
 def collate_rows(samples: StudentSamples):
@@ -68,12 +78,15 @@ def student_loss(training: StudentTrainingConfig):
         )
         total = kl + training.embedding_weight * embedding
         terms = {"kl": kl.detach(), "embedding_mse": embedding.detach()}
+        logits = output.logits.reshape(-1, output.logits.shape[-1])
         if training.lam_weight > 0 and bool((batch["lam_targets"] >= 0).any()):
-            cross_entropy = F.cross_entropy(
-                output.logits.reshape(-1, output.logits.shape[-1]), batch["lam_targets"].reshape(-1), ignore_index=-1
-            )
+            cross_entropy = F.cross_entropy(logits, batch["lam_targets"].reshape(-1), ignore_index=-1)
             total = total + training.lam_weight * cross_entropy
             terms["lam_cross_entropy"] = cross_entropy.detach()
+        if training.hard_label_weight > 0:
+            teacher_top1 = F.cross_entropy(logits, batch["probabilities"].argmax(-1).reshape(-1))
+            total = total + training.hard_label_weight * teacher_top1
+            terms["teacher_top1_cross_entropy"] = teacher_top1.detach()
         return total, terms
 
     return loss
