@@ -52,9 +52,13 @@ def _print_student_report(report: dict) -> None:
     print(f"{'student':18s} {report['student_kl']:15.3f} {report['student_top1_agreement']:16.3f}")
     print(f"{'constant marginal':18s} {report['constant_kl']:15.3f} {report['constant_top1_agreement']:16.3f}")
     print(
-        f"{report['frames']} held-out frames; embedding cosine: actions {report['action_embedding_cosine']:.3f}, "
+        f"{report['frames']} frames; embedding cosine: actions {report['action_embedding_cosine']:.3f}, "
         f"visual {report['visual_embedding_cosine']:.3f}"
     )
+    for band in report.get("student_top1_agreement_by_teacher_confidence", []):
+        low, high = band["teacher_top_probability"]
+        agreement = "-" if band["agreement"] is None else f"{band['agreement']:.3f}"
+        print(f"teacher top probability {low:.1f}-{high:.1f}: {band['fraction']:6.1%} of steps, agreement {agreement}")
 
 
 def _cmd_train_planner(args: argparse.Namespace) -> int:
@@ -91,7 +95,7 @@ def _cmd_eval_student(args: argparse.Namespace) -> int:
     student, description = LatentActionStudent.load(Path(args.student))
     with tempfile.TemporaryDirectory() as scratch:
         cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher), args)
-        samples = load_student_samples(cache, student.config)
+        samples = load_student_samples(cache, student.config, args.split)
     if "teacher_marginal" in description:
         marginal = np.asarray(description["teacher_marginal"])
     else:
@@ -175,6 +179,9 @@ def add_parsers(train_models, eval_models) -> None:
     eval_student.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
     eval_student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)))
     eval_student.add_argument("--json", help="write the report here")
+    eval_student.add_argument(
+        "--split", choices=("train", "val"), help="only this split of a cache (default: every log)"
+    )
     add_bag_topic_options(eval_student)
     eval_student.set_defaults(handler=_cmd_eval_student)
 

@@ -17,6 +17,7 @@ from helpers.lam_cache import write_cache
 
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
+from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence
 from latentvla_ros.models.checkpoint import CheckpointError
 from latentvla_ros.models.planner import (
     POSITION_LOSSES,
@@ -98,6 +99,23 @@ def test_student_loss_adds_the_teacher_top1_cross_entropy_only_when_asked():
     for bad in ({"hard_label_weight": -0.1}, {"lam_weight": -1.0}, {"temperature": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             StudentTrainingConfig(**bad)
+
+
+def test_agreement_by_teacher_confidence_by_hand():
+    """Bands of the teacher's top probability: each pair counted once, 1.0 in the top band."""
+    flat, peaked, certain = [0.2] * 5, [0.6, 0.1, 0.1, 0.1, 0.1], [1.0, 0.0, 0.0, 0.0, 0.0]
+    teacher = np.array([[flat, peaked], [peaked, certain]])  # (2 frames, 2 steps, 5 codes)
+    agreement = np.array([[True, True], [False, True]])
+    bands = agreement_by_teacher_confidence(teacher, agreement)
+    assert [band["teacher_top_probability"] for band in bands] == [
+        [0.0, 0.3],
+        [0.3, 0.5],
+        [0.5, 0.7],
+        [0.7, 0.9],
+        [0.9, 1.0],
+    ]
+    assert [band["fraction"] for band in bands] == [0.25, 0.0, 0.5, 0.0, 0.25]
+    assert [band["agreement"] for band in bands] == [1.0, None, 0.5, None, 1.0]
 
 
 def test_paper_size_student_has_about_fifty_million_parameters():
@@ -286,6 +304,9 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "student.json").read_text())
     assert 0.0 <= report["student_top1_agreement"] <= 1.0 and report["student_kl"] >= 0.0
+    bands = report["student_top1_agreement_by_teacher_confidence"]
+    assert sum(band["fraction"] for band in bands) == pytest.approx(1.0, abs=1e-3)
+    assert "teacher top probability 0.0-0.3" in result.stdout
     result = _run(
         "eval", "planner", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
         "--planner", str(tmp_path / "planner0" / "planner_v1.0"),

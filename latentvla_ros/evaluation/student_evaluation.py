@@ -9,6 +9,8 @@ of the fusion embeddings the planner reads.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -58,6 +60,28 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-9)))
 
 
+# Bands of the teacher's top probability: where it hesitates, top-1 agreement is a coin
+# toss between near-equal codes; where it is sure, disagreement is the student's error.
+CONFIDENCE_BANDS = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+def agreement_by_teacher_confidence(teacher: np.ndarray, agreement: np.ndarray) -> list[dict]:
+    """Per band of the teacher's top probability (N, T): its share of (frame, step) pairs and
+    the student's top-1 agreement there (None for an empty band)."""
+    confidence = teacher.max(axis=-1)
+    bands = []
+    for low, high in itertools.pairwise(CONFIDENCE_BANDS):
+        inside = (confidence >= low) & ((confidence < high) if high < 1.0 else (confidence <= high))
+        bands.append(
+            {
+                "teacher_top_probability": [low, high],
+                "fraction": round(float(inside.mean()), 4),
+                "agreement": round(float(agreement[inside].mean()), 4) if inside.any() else None,
+            }
+        )
+    return bands
+
+
 def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marginal: np.ndarray) -> dict:
     """KL and top-1 agreement of the student and of the constant marginal ``marginal`` (T, K)."""
     predicted = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
@@ -70,6 +94,9 @@ def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marg
         "student_kl": float(_kl(samples.probabilities, predicted["probabilities"]).mean()),
         "student_top1_agreement": float(agreement.mean()),
         "student_top1_agreement_per_step": agreement.mean(axis=0).round(4).tolist(),
+        "student_top1_agreement_by_teacher_confidence": agreement_by_teacher_confidence(
+            samples.probabilities, agreement
+        ),
         "constant_kl": float(_kl(samples.probabilities, constant).mean()),
         "constant_top1_agreement": float(constant_agreement.mean()),
         "action_embedding_cosine": _cosine(predicted["action_embeddings"], samples.action_embeddings),
