@@ -32,8 +32,7 @@ def _write_teacher_outputs(teacher_path: Path, cache: Path) -> None:
 def _cmd_train_student(args: argparse.Namespace) -> int:
     from latentvla_ros.training.student_stage import StudentTrainingConfig, train_student
 
-    _write_teacher_outputs(Path(args.teacher), Path(args.data))
-    training = StudentTrainingConfig(
+    training = StudentTrainingConfig(  # refuses a bad weight before minutes of teacher answers
         steps=args.steps,
         batch_size=args.batch_size,
         temperature=args.temperature,
@@ -41,6 +40,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
         hard_label_weight=args.hard_label_weight,
         seed=args.seed,
     )
+    _write_teacher_outputs(Path(args.teacher), Path(args.data))
     report = train_student(Path(args.data), Path(args.out), training=training, resume=args.resume)
     if report:
         _print_student_report(report)

@@ -332,6 +332,17 @@ def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_train_student_refuses_a_negative_weight_before_any_teacher_answer(tmp_path):
+    cache = write_cache(tmp_path / "cache")
+    result = _run(
+        "train", "student", "--data", str(cache), "--out", str(tmp_path / "s"),
+        "--teacher", str(tmp_path / "no_teacher"), "--hard-label-weight", "-1",
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "hard_label_weight must be 0 (off) or positive" in result.stderr  # not the missing teacher
+    assert not list((cache / "log_a").glob("teacher_outputs*")) and not (tmp_path / "s").exists()
+
+
 def test_training_commands_default_to_the_training_configs():
     """The CLI's step counts are the recipe's (make train passes none): one source of truth."""
     from latentvla_ros.cli import build_parser
