@@ -55,7 +55,7 @@ def _print_student_report(report: dict) -> None:
         f"{report['frames']} frames; embedding cosine: actions {report['action_embedding_cosine']:.3f}, "
         f"visual {report['visual_embedding_cosine']:.3f}"
     )
-    for band in report.get("student_top1_agreement_by_teacher_confidence", []):
+    for band in report["student_top1_agreement_by_teacher_confidence"]:
         low, high = band["teacher_top_probability"]
         agreement = "-" if band["agreement"] is None else f"{band['agreement']:.3f}"
         print(f"teacher top probability {low:.1f}-{high:.1f}: {band['fraction']:6.1%} of steps, agreement {agreement}")

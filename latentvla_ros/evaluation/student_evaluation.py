@@ -67,11 +67,12 @@ CONFIDENCE_BANDS = (0.0, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 def agreement_by_teacher_confidence(teacher: np.ndarray, agreement: np.ndarray) -> list[dict]:
     """Per band of the teacher's top probability (N, T): its share of (frame, step) pairs and
-    the student's top-1 agreement there (None for an empty band)."""
-    confidence = teacher.max(axis=-1)
+    the student's top-1 agreement there (None for an empty band). Bands are closed below; a
+    top probability of 1.0 falls in the last one."""
+    band_of = np.digitize(teacher.max(axis=-1), CONFIDENCE_BANDS[1:-1])  # each pair in exactly one band
     bands = []
-    for low, high in itertools.pairwise(CONFIDENCE_BANDS):
-        inside = (confidence >= low) & ((confidence < high) if high < 1.0 else (confidence <= high))
+    for number, (low, high) in enumerate(itertools.pairwise(CONFIDENCE_BANDS)):
+        inside = band_of == number
         bands.append(
             {
                 "teacher_top_probability": [low, high],
