@@ -114,6 +114,16 @@ train: setup
 # Each fusion planner trains beside its no-fusion twin, one thread each (measured: one
 # planner 6.1 steps/s on two threads, 3.5 on one, so a pair gains ~15 %).
 PLANNER_SEEDS := 0 1 2
+# Candidate recipes, measured but not shipped (README "More drives and more steps
+# together"); empty: the shipped recipe. EXTRA_DRIVE_SEEDS adds 24 minutes per seed
+# to the teacher's, the student's and the planners' drives, two recordings at a time;
+# STUDENT_RECIPE / PLANNER_RECIPE are passed to `latentvla train student` / `train
+# planner` (both planners). The candidate (its parts measured with the teacher on the
+# 84 minutes; this also trains the teacher on the extra drives, which was not measured):
+# make train EXTRA_DRIVE_SEEDS="9 10" STUDENT_RECIPE="--hard-label-weight 0.5" PLANNER_RECIPE="--steps 3000"
+EXTRA_DRIVE_SEEDS :=
+STUDENT_RECIPE :=
+PLANNER_RECIPE :=
 train-planning: setup
 	mkdir -p $(TRAIN_DIR)
 	test -d $(TRAIN_DIR)/train_bags || $(LATENTVLA) record --scenario all --minutes 12 --seed 1 --out $(TRAIN_DIR)/train_bags
@@ -126,6 +136,8 @@ train-planning: setup
 		$(call TIMED,record seed 7) $(LATENTVLA) record --scenario all --minutes 24 --seed 7 --out $(TRAIN_DIR)/drive_bags,\
 		$(call TIMED,record seed 4) $(LATENTVLA) record --scenario all --minutes 12 --seed 4 --out $(TRAIN_DIR)/drive_bags && \
 		$(call TIMED,record seed 8) $(LATENTVLA) record --scenario all --minutes 24 --seed 8 --out $(TRAIN_DIR)/drive_bags)
+	printf '%s\n' $(EXTRA_DRIVE_SEEDS) | xargs -r -P 2 -I SEED sh -c '$(call TIMED,record seed SEED) \
+		$(LATENTVLA) record --scenario all --minutes 24 --seed SEED --out $(TRAIN_DIR)/drive_bags'
 	cp -al $(TRAIN_DIR)/train_bags/. $(TRAIN_DIR)/drive_bags/
 	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
 	$(call TIMED,dataset fresh) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
@@ -135,7 +147,7 @@ train-planning: setup
 	$(call TIMED,eval teacher) $(LATENTVLA) eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) \
 		--lam models/$(LAM) --data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
 	$(call TIMED,train student) $(LATENTVLA) train student --data $(TRAIN_DIR)/drive_cache \
-		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student
+		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student $(STUDENT_RECIPE)
 	$(call TIMED,eval student) $(LATENTVLA) eval student --data $(TRAIN_DIR)/fresh_cache \
 		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
 		--json $(TRAIN_DIR)/$(STUDENT)_metrics.json
@@ -143,9 +155,9 @@ train-planning: setup
 		$(call BOTH,\
 			$(ONE_THREAD) $(call TIMED,train planner seed $$seed) $(LATENTVLA) train planner \
 				--data $(TRAIN_DIR)/drive_cache --seed $$seed --student $(TRAIN_DIR)/student/$(STUDENT) \
-				--out $(TRAIN_DIR)/planner_s$$seed,\
+				--out $(TRAIN_DIR)/planner_s$$seed $(PLANNER_RECIPE),\
 			$(ONE_THREAD) $(call TIMED,train planner --no-fusion seed $$seed) $(LATENTVLA) train planner \
-				--data $(TRAIN_DIR)/drive_cache --seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed) \
+				--data $(TRAIN_DIR)/drive_cache --seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed $(PLANNER_RECIPE)) \
 		|| exit 1; \
 	done
 	$(call TIMED,eval planner) $(LATENTVLA) eval planner --data $(TRAIN_DIR)/fresh_cache \
