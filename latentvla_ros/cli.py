@@ -184,11 +184,15 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
 
 def lam_config_with(assignments: list[str]):
     """The default LatentActionConfig with KEY=VALUE overrides of its scalar fields."""
-    import dataclasses
-
     from latentvla_ros.models.latent_action import LatentActionConfig
 
-    defaults = LatentActionConfig()
+    return config_with(LatentActionConfig(), assignments)
+
+
+def config_with(defaults, assignments: list[str]):
+    """The dataclass ``defaults`` with ``--set KEY=VALUE`` overrides of its scalar fields."""
+    import dataclasses
+
     fields = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
     changes = {}
     for assignment in assignments:

@@ -30,9 +30,13 @@ def _write_teacher_outputs(teacher_path: Path, cache: Path) -> None:
 
 
 def _cmd_train_student(args: argparse.Namespace) -> int:
+    from latentvla_ros.cli import config_with
+    from latentvla_ros.models.student import StudentConfig
     from latentvla_ros.training.student_stage import StudentTrainingConfig, train_student
 
-    training = StudentTrainingConfig(  # refuses a bad weight before minutes of teacher answers
+    # Both configs refuse a bad value before minutes of teacher answers.
+    config = config_with(StudentConfig(), args.set)
+    training = StudentTrainingConfig(
         steps=args.steps,
         batch_size=args.batch_size,
         temperature=args.temperature,
@@ -41,7 +45,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     _write_teacher_outputs(Path(args.teacher), Path(args.data))
-    report = train_student(Path(args.data), Path(args.out), training=training, resume=args.resume)
+    report = train_student(Path(args.data), Path(args.out), config, training, resume=args.resume)
     if report:
         _print_student_report(report)
     return 0
@@ -156,6 +160,13 @@ def add_parsers(train_models, eval_models) -> None:
         "--hard-label-weight", type=float, default=0.0, help="cross-entropy on the teacher's top-1 code; 0: off"
     )
     student.add_argument("--seed", type=int, default=0)
+    student.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a StudentConfig field, e.g. width=192 (repeatable; the teacher sets horizon and sizes)",
+    )
     student.set_defaults(handler=_cmd_train_student)
 
     planner = train_models.add_parser("planner", help="the fusion planner (or --no-fusion, the ablation)")

@@ -276,15 +276,20 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     LatentActionTeacher.build_small(TINY_TEACHER).save_pretrained(teacher, "1.0")
     result = _run(
         "train", "student", "--data", str(cache), "--out", str(tmp_path / "student"), "--teacher", str(teacher),
-        "--steps", "4", "--batch-size", "4",
+        "--steps", "4", "--batch-size", "4", "--set", "width=64", "--set", "layers=2",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "teacher outputs log_a" in result.stdout and "constant marginal" in result.stdout
     student = tmp_path / "student" / "student_v1.0"
     described = json.loads(student.with_name("student_v1.0.json").read_text())
+    assert (described["config"]["width"], described["config"]["layers"]) == (64, 2)
     again = ["train", "student", "--data", str(cache), "--out", str(tmp_path / "student"), "--teacher", str(teacher)]
     refused = _run(*again, "--steps", "6", "--batch-size", "4")
     assert refused.returncode == 2 and "--resume" in refused.stderr  # never silently overwrites a run
+    other = _run(*again, "--steps", "6", "--batch-size", "4", "--resume")  # the default width, 128
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "another configuration" in other.stderr and "width: 64 != 128" in other.stderr
+    again += ["--set", "width=64", "--set", "layers=2"]
     resumed = _run(*again, "--steps", "6", "--batch-size", "4", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(line)["step"] for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
@@ -340,6 +345,14 @@ def test_train_student_refuses_a_negative_weight_before_any_teacher_answer(tmp_p
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "hard_label_weight must be 0 (off) or positive" in result.stderr  # not the missing teacher
+    assert not list((cache / "log_a").glob("teacher_outputs*")) and not (tmp_path / "s").exists()
+    for assignment, message in (("width=102", "must be a multiple of heads"), ("depth=2", "KEY one of")):
+        result = _run(
+            "train", "student", "--data", str(cache), "--out", str(tmp_path / "s"),
+            "--teacher", str(tmp_path / "no_teacher"), "--set", assignment,
+        )  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert message in result.stderr
     assert not list((cache / "log_a").glob("teacher_outputs*")) and not (tmp_path / "s").exists()
 
 

@@ -109,11 +109,17 @@ def load_model(path_stem: Path, kind: str, config_type, model_type, expected=Non
     return model, description
 
 
-def resume_point(checkpoint: Path, model: torch.nn.Module, resume: bool, out_dir: Path) -> tuple[int, Path | None]:
+def resume_point(
+    checkpoint: Path, model: torch.nn.Module, resume: bool, out_dir: Path, config: dict | None = None
+) -> tuple[int, Path | None]:
     """(start step, optimizer state) of a run in ``out_dir``: the checkpoint's with ``resume``,
-    (0, None) for a new run; an existing run without ``resume`` is refused, never overwritten."""
+    (0, None) for a new run; an existing run without ``resume`` is refused, never overwritten,
+    and so is resuming a checkpoint of another ``config`` (the model's configuration dict)."""
     description = _with(checkpoint, ".json")
     if resume and description.is_file():
+        if config is not None:  # through JSON tuples became lists: compare as JSON values
+            found = json.loads(description.read_text())["config"]
+            require_same_config(found, json.loads(json.dumps(config)), f"checkpoint {checkpoint}")
         load_weights(model, checkpoint)
         step = int(json.loads(description.read_text())["step"])
         return step, checkpoint.parent / (checkpoint.name + "_optimizer")

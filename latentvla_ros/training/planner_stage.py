@@ -125,7 +125,7 @@ def train_planner(
             )
         planner = FusionPlanner(config)
         checkpoint = out_dir / CHECKPOINT
-        start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir)
+        start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir, config.to_dict())
         samples = load_planner_samples(data, config, "train")
         validation = load_planner_samples(data, config, "val")
         latents = student_latents(student, samples, config)

@@ -115,7 +115,7 @@ def train_student(
             config, horizon=horizon, codebook_size=codes, embedding_dim=samples.action_embeddings.shape[-1]
         )
         student = LatentActionStudent(config)
-        start_step, optimizer_state = resume_point(checkpoint, student, resume, out_dir)
+        start_step, optimizer_state = resume_point(checkpoint, student, resume, out_dir, config.to_dict())
         marginal = teacher_marginal(samples.probabilities)
         write_training_config(out_dir, config.to_dict(), training)
         student.to(runtime.device)
