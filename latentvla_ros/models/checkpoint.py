@@ -117,11 +117,11 @@ def resume_point(
     and so is resuming a checkpoint of another ``config`` (the model's configuration dict)."""
     description = _with(checkpoint, ".json")
     if resume and description.is_file():
+        saved = json.loads(description.read_text())
         if config is not None:  # through JSON tuples became lists: compare as JSON values
-            found = json.loads(description.read_text())["config"]
-            require_same_config(found, json.loads(json.dumps(config)), f"checkpoint {checkpoint}")
+            require_same_config(saved["config"], json.loads(json.dumps(config)), f"checkpoint {checkpoint}")
         load_weights(model, checkpoint)
-        step = int(json.loads(description.read_text())["step"])
+        step = int(saved["step"])
         return step, checkpoint.parent / (checkpoint.name + "_optimizer")
     if not resume and description.exists():
         raise CheckpointError(
