@@ -18,7 +18,7 @@ from helpers.lam_cache import write_cache
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
 from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence
-from latentvla_ros.models.checkpoint import CheckpointError
+from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import (
     POSITION_LOSSES,
     FusionPlanner,
@@ -212,6 +212,17 @@ def test_student_and_planner_round_trip_through_safetensors_with_sha256(tmp_path
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         FusionPlanner.load(tmp_path / "planner_v1.0")
+
+
+def test_resuming_a_planner_checkpoint_of_another_configuration_is_refused(tmp_path):
+    """A fusion run continued as the ablation would load the wrong weights: one clear error."""
+    config = PlannerConfig()
+    FusionPlanner(config).save(tmp_path / "planner_checkpoint", "1.0", {"step": 3})
+    ablation = replace(config, use_fusion=False)
+    with pytest.raises(CheckpointError, match="use_fusion: True != False"):
+        resume_point(tmp_path / "planner_checkpoint", FusionPlanner(ablation), True, tmp_path, ablation.to_dict())
+    step, _ = resume_point(tmp_path / "planner_checkpoint", FusionPlanner(config), True, tmp_path, config.to_dict())
+    assert step == 3
 
 
 def test_samples_whose_future_holds_a_perturbation_are_left_out_but_recoveries_stay():
