@@ -151,6 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train_lam(args: argparse.Namespace) -> int:
     from latentvla_ros.evaluation.latent_action_evaluation import CodebookCollapseError
+    from latentvla_ros.models.latent_action import LatentActionConfig
     from latentvla_ros.training.lam_stages import LamTrainingConfig, train_lam
 
     training = LamTrainingConfig(
@@ -161,7 +162,7 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
         collapse_warmup_steps=args.collapse_warmup_steps,
     )
     try:
-        config = lam_config_with(args.set)
+        config = config_with(LatentActionConfig(), args.set)
     except ValueError as error:
         print(f"latentvla train lam: {error}", file=sys.stderr)
         return 2
@@ -180,13 +181,6 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
     if report:
         _print_lam_report(report)
     return 0
-
-
-def lam_config_with(assignments: list[str]):
-    """The default LatentActionConfig with KEY=VALUE overrides of its scalar fields."""
-    from latentvla_ros.models.latent_action import LatentActionConfig
-
-    return config_with(LatentActionConfig(), assignments)
 
 
 def config_with(defaults, assignments: list[str]):

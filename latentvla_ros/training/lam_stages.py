@@ -32,9 +32,8 @@ from latentvla_ros.evaluation.latent_action_evaluation import (
 )
 from latentvla_ros.models.checkpoint import (
     CheckpointError,
-    load_weights,
     read_description,
-    require_same_config,
+    resume_point,
     save_model,
 )
 from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel
@@ -262,21 +261,9 @@ def train_lam(
         check_data_fits(data, config)
         torch.manual_seed(training.seed)
         model = LatentActionModel(config).to(runtime.device)
-        stage, step, optimizer_state = "stage1_environment", 0, None
         checkpoint = out_dir / CHECKPOINT_NAME
-        checkpoint_json = checkpoint.parent / (checkpoint.name + ".json")
-        if resume and checkpoint_json.is_file():
-            description = read_description(checkpoint, MODEL_KIND)
-            # Through JSON tuples became lists: compare as JSON values.
-            expected = json.loads(json.dumps(config.to_dict()))
-            require_same_config(description["config"], expected, f"checkpoint {checkpoint}")
-            load_weights(model, checkpoint)
-            stage, step = description["stage"], description["step"]
-            optimizer_state = checkpoint.with_name(checkpoint.name + "_optimizer")
-        elif not resume and checkpoint_json.is_file():
-            raise CheckpointError(
-                f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out"
-            )
+        step, optimizer_state = resume_point(checkpoint, model, resume, out_dir, config.to_dict())
+        stage = "stage1_environment" if optimizer_state is None else read_description(checkpoint, MODEL_KIND)["stage"]
         reused = {}
         if stage1_from is not None and stage == "stage1_environment":
             reused = reuse_stage1(model, stage1_from)
