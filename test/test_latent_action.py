@@ -610,6 +610,53 @@ def test_stage1_ego_motion_warp_moves_frame_t_by_the_true_ego_motion():
     assert torch.allclose(plain(batch, stage=1).prediction, batch["frames"][:, -2], atol=1e-6)
 
 
+def test_stage1_decoder_may_also_read_frame_t_unmoved():
+    """environment_decoder_unmoved: the stage-1 decoder reads frame t moved by the ego motion
+    and frame t itself (six channels) and still adds its residual to the moved frame; the
+    option is refused without the warp it extends."""
+    from dataclasses import replace
+
+    config = replace(TINY, environment_ego_warp=True, environment_decoder_unmoved=True)
+    model = LatentActionModel(config).eval()
+    assert model.stage1_decoder.down[0][0].in_channels == 6
+    assert (
+        LatentActionModel(replace(config, environment_decoder_unmoved=False)).stage1_decoder.down[0][0].in_channels == 3
+    )
+    torch.nn.init.zeros_(model.stage1_decoder.out.weight)
+    batch = _batch(config)
+    batch["ego_motion"] = torch.tensor([[0.8, 0.0, 0.0], [0.5, 0.2, 1.0]] * 3)
+    moved = model.moved_by_ego_motion(batch["frames"][:, -2], batch["ego_motion"])
+    assert torch.allclose(model(batch, stage=1).prediction, moved, atol=1e-6)
+    # The unmoved frame reaches the network: with the moved frame and the action held, changing
+    # it changes the prediction.
+    torch.nn.init.normal_(model.stage1_decoder.out.weight, std=0.1)
+    environment = model(batch, stage=1).environment.embedding
+    current = batch["frames"][:, -2]
+    before = model.stage1_predict(current, environment, batch, moved)
+    after = model.stage1_predict(torch.roll(current, 3, dims=-1), environment, batch, moved)
+    assert (after - before).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="environment_decoder_unmoved needs environment_ego_warp"):
+        replace(TINY, environment_decoder_unmoved=True)
+
+
+@pytest.mark.parametrize("unmoved", [False, True])
+def test_stage1_baselines_feed_the_decoder_what_training_does(unmoved):
+    """eval lam's stage-1 figures (inferred, shuffled and constant codes) go through the same
+    decoder input as training: with environment_ego_warp the decoder fed the inferred codes
+    reproduces training's stage-1 prediction exactly (before, it was fed frame t unmoved, so
+    every stage-1 baseline of such a model was measured on frames it never trained on)."""
+    from dataclasses import replace
+
+    from latentvla_ros.evaluation.latent_action_evaluation import predict
+
+    config = replace(TINY, environment_ego_warp=True, environment_decoder_unmoved=unmoved)
+    torch.manual_seed(0)
+    model = LatentActionModel(config)
+    torch.nn.init.normal_(model.stage1_decoder.out.weight, std=0.1)
+    predictions = predict(model.eval(), _tiny_windows(10), batch_size=5, stage=1, baselines=True)
+    assert predictions.stages[1].inferred == pytest.approx(predictions.reconstruction_mse, rel=1e-5)
+
+
 def test_the_camera_belongs_to_stage1_when_it_warps_by_the_ego_motion():
     from dataclasses import replace
 

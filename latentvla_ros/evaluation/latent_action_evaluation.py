@@ -107,8 +107,7 @@ def _stage_predictions(
     is also fed the (inferred) environment action ``environment`` (B, D)."""
     current = batch["frames"][:, -2]
     if stage == 1:
-        conditioning = model.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
-        return model.stage1_decoder(current, current, torch.cat([codes, conditioning], dim=1))
+        return model.stage1_predict(current, codes, batch)
     return model.stage2_predict(current, environment, codes, batch)
 
 

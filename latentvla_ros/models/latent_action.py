@@ -73,6 +73,11 @@ class LatentActionConfig:
     # motion only as FiLM conditioning, the environment tokens of lam_v2.0 still told the
     # ego maneuver (fresh AMI 0.126) about as well as the other agents' motion (0.110).
     environment_ego_warp: bool = False
+    # With environment_ego_warp: the stage-1 decoder sees frame t both moved and unmoved (and
+    # still adds its residual to the moved one). Shown the moved frame alone it was 39 % worse
+    # than copying frame t on fresh drives: a flat ground misplaces what stands up (vehicles,
+    # the horizon), and the unmoved frame still has them where they were.
+    environment_decoder_unmoved: bool = False
     # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
     # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
     ego_decoder_speed: bool = True
@@ -115,6 +120,8 @@ class LatentActionConfig:
     def __post_init__(self) -> None:
         if self.ego_action_warp_only and not self.ego_decoder_warp:
             raise ValueError("ego_action_warp_only needs ego_decoder_warp")
+        if self.environment_decoder_unmoved and not self.environment_ego_warp:
+            raise ValueError("environment_decoder_unmoved needs environment_ego_warp")
         if self.ego_warp_geometry not in WARP_GEOMETRIES:
             raise ValueError(
                 f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{self.ego_warp_geometry}'"
@@ -414,9 +421,16 @@ class ForwardDynamics(nn.Module):
     spends its capacity on what moves.
     """
 
-    def __init__(self, config: LatentActionConfig, action_dim: int, global_warp: bool = False, warp_dim: int = 0):
+    def __init__(
+        self,
+        config: LatentActionConfig,
+        action_dim: int,
+        global_warp: bool = False,
+        warp_dim: int = 0,
+        context_channels: int = 3,
+    ):
         super().__init__()
-        in_channels = 3
+        in_channels = context_channels  # what the network reads; it predicts a 3-channel residual
         # From the actions (or from a separate warp input of ``warp_dim``), zero at start:
         # shift_zoom: (shift x, shift y, zoom) of frame t in grid units; ground_plane: the
         # corrections (dx, dy in m, dyaw in 0.1 rad) to moving straight on at the current speed.
@@ -547,7 +561,8 @@ class LatentActionModel(nn.Module):
         self.environment_codebook = VectorQuantizerEMA(
             config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
         )
-        self.stage1_decoder = ForwardDynamics(config, d + c)
+        unmoved_channels = 3 if config.environment_decoder_unmoved else 0
+        self.stage1_decoder = ForwardDynamics(config, d + c, context_channels=3 + unmoved_channels)
         self.environment_adversary = nn.Sequential(
             nn.Linear(d, 64), nn.GELU(), nn.Linear(64, EGO_MOTION_DIM + EGO_STATE_DIM)
         )
@@ -650,8 +665,7 @@ class LatentActionModel(nn.Module):
         moved = self.moved_by_ego_motion(current, batch["ego_motion"])  # frame t itself without the option
         environment = self.encode_environment(frames, batch["ego_motion"], batch["ego_state"], moved)
         if stage == 1:
-            conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
-            prediction = self.stage1_decoder(moved, moved, torch.cat([environment.embedding, conditioning], dim=1))
+            prediction = self.stage1_predict(current, environment.embedding, batch, moved)
             ego = None
             losses = {"environment_commitment": environment.commitment_loss}
             if self.config.environment_diversity_weight > 0.0:
@@ -697,6 +711,19 @@ class LatentActionModel(nn.Module):
             for codebook, state in zip(codebooks, frozen, strict=True):
                 codebook.frozen = state
             self.train(was_training)
+
+    def stage1_predict(
+        self, current: torch.Tensor, environment: torch.Tensor, batch: dict, moved: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Frame t+1 from the stage-1 decoder given the environment action and the true ego
+        motion and state; with ``environment_ego_warp`` it starts from frame t moved by that
+        motion (``moved``, if the caller has it), and also reads frame t itself with
+        ``environment_decoder_unmoved``."""
+        if moved is None:
+            moved = self.moved_by_ego_motion(current, batch["ego_motion"])
+        conditioning = self.ego_conditioning(torch.cat([batch["ego_motion"], batch["ego_state"]], dim=1))
+        context = torch.cat([moved, current], dim=1) if self.config.environment_decoder_unmoved else moved
+        return self.stage1_decoder(context, moved, torch.cat([environment, conditioning], dim=1))
 
     def stage2_predict(
         self, current: torch.Tensor, environment: torch.Tensor, ego: torch.Tensor, batch: dict
