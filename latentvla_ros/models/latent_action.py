@@ -74,9 +74,9 @@ class LatentActionConfig:
     # ego maneuver (fresh AMI 0.126) about as well as the other agents' motion (0.110).
     environment_ego_warp: bool = False
     # With environment_ego_warp: the stage-1 decoder sees frame t both moved and unmoved (and
-    # still adds its residual to the moved one). Shown the moved frame alone it was 39 % worse
-    # than copying frame t on fresh drives: a flat ground misplaces what stands up (vehicles,
-    # the horizon), and the unmoved frame still has them where they were.
+    # still adds its residual to the moved one): a flat ground misplaces what stands up
+    # (vehicles, the horizon), the unmoved frame has it where it was. Measured (README): the
+    # environment token's gain over the best constant code -1.4 % -> +1.1 % on fresh drives.
     environment_decoder_unmoved: bool = False
     # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
     # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
