@@ -666,3 +666,42 @@ def test_the_camera_belongs_to_stage1_when_it_warps_by_the_ego_motion():
     warped = stage2_only_fields(replace(TINY, environment_ego_warp=True))
     assert not CAMERA_FIELDS & warped and "ego_motion_cost_volume" in warped
     assert "environment_ego_warp" not in STAGE2_ONLY_FIELDS
+
+
+def test_stage1_loss_may_weight_what_the_ego_motion_leaves_unexplained():
+    """environment_residual_weight: stage 1's fitted loss weights a pixel by how much of frame
+    t+1 the moved frame t leaves unexplained; the same error costs more on a moving vehicle than
+    on road the warp explains, a uniform residual gives plain MSE, and the reported
+    reconstruction stays plain MSE."""
+    from dataclasses import replace
+
+    from latentvla_ros.models.latent_action import residual_weighted_mse
+
+    target = torch.zeros(1, 3, 4, 4)
+    moved = torch.zeros(1, 3, 4, 4)
+    moved[..., 0, 0] = 1.0  # one pixel the motion does not explain
+    on_vehicle, on_road = target.clone(), target.clone()
+    on_vehicle[..., 0, 0] = 0.1
+    on_road[..., 3, 3] = 0.1
+    plain = torch.nn.functional.mse_loss(on_vehicle, target)
+    assert residual_weighted_mse(on_vehicle, target, moved, 4.0) > plain
+    assert residual_weighted_mse(on_road, target, moved, 4.0) < plain
+    uniform = torch.full_like(moved, 0.5)
+    assert residual_weighted_mse(on_vehicle, target, uniform, 4.0) == pytest.approx(plain.item())
+
+    config = replace(TINY, environment_ego_warp=True, environment_residual_weight=4.0)
+    torch.manual_seed(0)
+    model = LatentActionModel(config).eval()
+    batch = _batch(config)
+    batch["ego_motion"] = torch.tensor([[0.8, 0.0, 0.0], [0.5, 0.2, 1.0]] * 3)
+    output = model(batch, stage=1)
+    target = batch["frames"][:, -1]
+    moved = model.moved_by_ego_motion(batch["frames"][:, -2], batch["ego_motion"])
+    assert output.reconstruction_loss.item() == pytest.approx(
+        torch.nn.functional.mse_loss(output.prediction, target).item()
+    )
+    weighted = residual_weighted_mse(output.prediction, target, moved, 4.0)
+    assert output.losses["reconstruction"].item() == pytest.approx(config.reconstruction_weight * weighted.item())
+    assert weighted.item() != pytest.approx(output.reconstruction_loss.item())
+    with pytest.raises(ValueError, match="environment_residual_weight must be >= 0"):
+        replace(TINY, environment_residual_weight=-1.0)
