@@ -80,8 +80,8 @@ class LatentActionConfig:
     environment_decoder_unmoved: bool = False
     # Stage 1: weight each pixel's loss by 1 + this x (how much of frame t+1 the moved frame t
     # leaves unexplained, relative to the batch mean), so the few pixels of a moving vehicle
-    # count more than the road the ego motion already explains (0: plain MSE). Reported
-    # reconstruction figures stay plain MSE.
+    # count more than the road the ego motion already explains (0: plain MSE). Evaluation
+    # figures stay plain MSE; only the training loss term "reconstruction" is the weighted one.
     environment_residual_weight: float = 0.0
     # Stage 2: the decoder is told the ego speed at t (a state, from odometry), so the ego
     # token carries what the ego *does* (turning, speeding up) rather than how fast it goes.
