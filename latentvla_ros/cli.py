@@ -160,6 +160,7 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         evaluate_every=args.evaluate_every,
         collapse_warmup_steps=args.collapse_warmup_steps,
+        seed=args.seed,
     )
     try:
         config = config_with(LatentActionConfig(), args.set)
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_lam.add_argument("--stage2-steps", type=int, default=2000)
     train_lam.add_argument("--batch-size", type=int, default=64)
     train_lam.add_argument("--evaluate-every", type=int, default=200, help="held-out progress check every N steps")
+    train_lam.add_argument("--seed", type=int, default=0, help="initialization and batch order of both stages")
     train_lam.add_argument(
         "--collapse-warmup-steps",
         type=int,

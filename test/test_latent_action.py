@@ -409,8 +409,11 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     assert mismatched.returncode == 2 and "another configuration (latent_dim: 99 != 32)" in mismatched.stderr
     # Stage 2 alone on this run's stage 1, with another stage-2 decoder: stage 1 is kept bit for bit.
     variant = tmp_path / "ground_plane"
-    reused = _train(data, variant, "--stage1-from", str(out / "lam_v2.0"), "--set", "ego_warp_geometry=ground_plane")
+    reused = _train(
+        data, variant, "--stage1-from", str(out / "lam_v2.0"), "--set", "ego_warp_geometry=ground_plane", "--seed", "1"
+    )
     assert reused.returncode == 0, reused.stderr[-2000:]
+    assert json.loads((variant / "training_config.json").read_text())["training"]["seed"] == 1
     stages = [json.loads(line)["stage"] for line in (variant / "metrics.jsonl").read_text().splitlines()]
     assert stages == ["stage2_ego"]
     first_model, _ = load_latent_action_model(out / "lam_v2.0")
