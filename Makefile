@@ -73,6 +73,8 @@ LAM := lam_v2.0
 # shipped LAM uses none. The measured all-options chain (README) is
 # make train LAM_RECIPE="--set environment_ego_warp=true --set ego_motion_cost_volume=true
 #   --set ego_action_warp_only=true --set ego_warp_geometry=ground_plane"
+# and the best LAM measured (README "C's whole chain"; its chain run stage by stage, not by make)
+# is that plus --set environment_decoder_unmoved=true --set cost_volume_yaw_steps=25.
 LAM_RECIPE :=
 TEACHER := teacher_v1.0
 STUDENT := student_v1.0
