@@ -66,10 +66,11 @@ def _print_student_report(report: dict) -> None:
 
 
 def _cmd_train_planner(args: argparse.Namespace) -> int:
+    from latentvla_ros.cli import config_with
     from latentvla_ros.models.planner import PlannerConfig
     from latentvla_ros.training.planner_stage import PlannerTrainingConfig, train_planner
 
-    config = PlannerConfig(use_fusion=not args.no_fusion)
+    config = config_with(PlannerConfig(use_fusion=not args.no_fusion), args.set)
     training = PlannerTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, position_loss=args.position_loss
     )
@@ -182,6 +183,13 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument("--seed", type=int, default=0)
     planner.add_argument(
         "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
+    )
+    planner.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a PlannerConfig field, e.g. ego_history_poses=3 (repeatable; the student sets the fusion sizes)",
     )
     planner.set_defaults(handler=_cmd_train_planner)
 
