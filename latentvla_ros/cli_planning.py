@@ -189,7 +189,7 @@ def add_parsers(train_models, eval_models) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a PlannerConfig field, e.g. ego_history_poses=3 (repeatable; the student sets the fusion sizes)",
+        help="override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)",
     )
     planner.set_defaults(handler=_cmd_train_planner)
 

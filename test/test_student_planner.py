@@ -151,33 +151,6 @@ def test_the_fusion_switch():
         fusion(current, status, commands, None)
 
 
-def test_ego_history_option_reads_the_past_poses_and_refuses_their_absence():
-    torch.manual_seed(0)
-    planner = FusionPlanner(replace(SMALL_PLANNER, ego_history_poses=3)).eval()
-    frames, status, commands = _inputs(2)
-    steady = torch.tensor([[-15.0, 0.0, 0.0], [-10.0, 0.0, 0.0], [-5.0, 0.0, 0.0]]).expand(2, 3, 3)
-    braking = torch.tensor([[-21.0, 0.0, 0.0], [-13.0, 0.0, 0.0], [-6.0, 0.0, 0.0]]).expand(2, 3, 3)
-    with torch.no_grad():
-        a = planner(frames[:, -1], status, commands, _latent(2), steady).poses
-        b = planner(frames[:, -1], status, commands, _latent(2), braking).poses
-        # More history than it reads: the newest three count.
-        c = planner(frames[:, -1], status, commands, _latent(2), torch.cat([braking[:, :1], steady], dim=1)).poses
-    assert not torch.allclose(a, b), "the planner must depend on the past poses it is given"
-    torch.testing.assert_close(a, c)
-    with pytest.raises(ValueError, match="reads 3 past poses, got none"):
-        planner(frames[:, -1], status, commands, _latent(2))
-    with pytest.raises(ValueError, match="reads 3 past poses, got 2"):
-        planner(frames[:, -1], status, commands, _latent(2), steady[:, 1:])
-    with pytest.raises(ValueError, match="ego_history_poses must be 0"):
-        replace(SMALL_PLANNER, ego_history_poses=-1)
-    shipped = FusionPlanner(SMALL_PLANNER).eval()  # off by default: the past poses are ignored
-    with torch.no_grad():
-        torch.testing.assert_close(
-            shipped(frames[:, -1], status, commands, _latent(2), steady).poses,
-            shipped(frames[:, -1], status, commands, _latent(2), braking).poses,
-        )
-
-
 def test_planner_outputs_stay_within_physical_limits_for_random_inputs():
     config = SMALL_PLANNER
     torch.manual_seed(3)
@@ -333,8 +306,8 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [4, 6]  # continued from the step-4 checkpoint, not from 0
     assert described["config"]["embedding_dim"] == 24  # follows the teacher's hidden size
-    # The ablation also reads the past poses (an option; evaluation hands them over too).
-    for name, extra in (("planner0", []), ("planner1", ["--no-fusion", "--set", "ego_history_poses=2"])):
+    # --set changes the ablation's configuration; evaluation builds each planner from its own.
+    for name, extra in (("planner0", []), ("planner1", ["--no-fusion", "--set", "decoder_layers=1"])):
         result = _run(
             "train", "planner", "--data", str(cache), "--out", str(tmp_path / name),
             "--student", str(student), "--steps", "4", "--batch-size", "4", *extra,
@@ -342,13 +315,12 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
         assert result.returncode == 0, result.stderr
         assert "ade_4s" in result.stdout
     described = json.loads((tmp_path / "planner1" / "planner_nofusion_v1.0.json").read_text())
-    assert described["config"]["ego_history_poses"] == 2
+    assert described["config"]["decoder_layers"] == 1
     refused = _run(
-        "train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--no-fusion",
-        "--set", "ego_history_poses=-1",
-    )  # fmt: skip
+        "train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--no-fusion", "--set", "width=102"
+    )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "ego_history_poses must be 0 (off) or positive" in refused.stderr
+    assert "must be a multiple of heads" in refused.stderr and not (tmp_path / "p").exists()
     result = _run(
         "eval", "student", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
         "--json", str(tmp_path / "student.json"),

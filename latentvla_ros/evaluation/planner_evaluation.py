@@ -40,7 +40,6 @@ def predict_planner(
                 torch.from_numpy(samples.ego_status[rows]),
                 torch.from_numpy(samples.commands[rows]),
                 latent,
-                torch.from_numpy(samples.history_poses[rows]),
             )
             parts.append(output.poses.numpy())
     return np.concatenate(parts)

@@ -66,9 +66,6 @@ class PlannerConfig:
     max_lateral_acceleration_mps2: float = 4.0
     bev_output_px: int = 32
     dropout: float = 0.0
-    # Past poses (0.5 s apart, oldest first, in the current ego frame) the ego token also
-    # reads: live from odometry, they show speed changes under way. 0: off (shipped).
-    ego_history_poses: int = 0
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -78,8 +75,6 @@ class PlannerConfig:
             raise ValueError(f"image size must be a multiple of {stride}, got {self.image_height}x{self.image_width}")
         if self.bev_output_px % self.bev_cells:
             raise ValueError("bev_output_px must be a multiple of bev_cells")
-        if self.ego_history_poses < 0:
-            raise ValueError(f"ego_history_poses must be 0 (off) or positive, got {self.ego_history_poses}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -136,15 +131,6 @@ def bev_cell_centres(config: PlannerConfig) -> torch.Tensor:
     return torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)
 
 
-def scaled_history_poses(history_poses: torch.Tensor | None, count: int) -> torch.Tensor:
-    """(B, count * 3) the last ``count`` past poses in network units (x / 10 m, y / 1 m, yaw / 0.2 rad)."""
-    if history_poses is None or history_poses.shape[-2] < count:
-        found = "none" if history_poses is None else f"{history_poses.shape[-2]}"
-        raise ValueError(f"this planner reads {count} past poses, got {found}")
-    scale = torch.tensor([10.0, 1.0, 0.2], device=history_poses.device, dtype=history_poses.dtype)
-    return (history_poses[:, -count:] / scale).flatten(1)
-
-
 def _fourier(values: torch.Tensor, frequencies: int = 4) -> torch.Tensor:
     """(..., D) -> (..., 4 D) sines and cosines at octaves."""
     scales = 2.0 ** torch.arange(frequencies, dtype=values.dtype, device=values.device)
@@ -198,10 +184,6 @@ class FusionPlanner(nn.Module):
             )
         self.ego_token = nn.Sequential(nn.Linear(EGO_STATUS_SIZE, width), nn.GELU(), nn.Linear(width, width))
         self.command_embedding = nn.Embedding(len(DrivingCommand), width)
-        if config.ego_history_poses:
-            self.ego_history = nn.Sequential(
-                nn.Linear(3 * config.ego_history_poses, width), nn.GELU(), nn.Linear(width, width)
-            )
         self.trajectory_query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
         self.decoder_blocks = nn.ModuleList(
             nn.TransformerDecoderLayer(
@@ -227,11 +209,9 @@ class FusionPlanner(nn.Module):
         ego_status: torch.Tensor,
         commands: torch.Tensor,
         latent: LatentInput | None = None,
-        history_poses: torch.Tensor | None = None,
     ) -> PlannerOutput:
         """``frames`` (B, H, W, 3) uint8, the current camera frame; ``ego_status`` (B, 5) live;
-        ``commands`` (B,); ``latent``: required with fusion, ignored without; ``history_poses``
-        (B, n, 3) the past poses, required when ``ego_history_poses`` is n > 0."""
+        ``commands`` (B,); ``latent``: required with fusion, ignored without."""
         config = self.config
         batch = len(frames)
         features = self.encoder(frames_to_tensor(frames.unsqueeze(1)))
@@ -253,8 +233,6 @@ class FusionPlanner(nn.Module):
             for block in self.fusion_blocks:
                 bev = block(bev, memory)
         ego = self.ego_token(scaled_ego_status(ego_status)) + self.command_embedding(commands.long())
-        if config.ego_history_poses:
-            ego = ego + self.ego_history(scaled_history_poses(history_poses, config.ego_history_poses))
         queries = torch.cat([self.trajectory_query.expand(batch, -1, -1), ego.unsqueeze(1)], dim=1)
         for block in self.decoder_blocks:
             queries = block(queries, bev)

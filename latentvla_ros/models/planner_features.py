@@ -29,15 +29,13 @@ from latentvla_ros.models.teacher.teacher_targets import load_teacher_targets, s
 class PlannerSamples:
     """``images`` (F, h, w, 3) uint8 every frame once; per sample (N): ``frame`` the current
     frame's row in ``images``; ``history`` (N, 2) the student's frames; ``ego_status`` (N, 5);
-    ``history_poses`` (N, P, 3) the past poses in the current ego frame, oldest first (0.5 s
-    apart; live from odometry); ``commands``; ``trajectories`` (N, 8, 3) float32; ``bev`` (N, 3, S, S) uint8 and
+    ``commands``; ``trajectories`` (N, 8, 3) float32; ``bev`` (N, 3, S, S) uint8 and
     ``has_bev`` (N,); ``teacher`` the teacher's outputs per sample or None; ``log`` (N,)."""
 
     images: np.ndarray
     frame: np.ndarray
     history: np.ndarray
     ego_status: np.ndarray
-    history_poses: np.ndarray
     commands: np.ndarray
     trajectories: np.ndarray
     bev: np.ndarray
@@ -98,7 +96,6 @@ def _from_log(log: LogSamples, log_dir: Path, config: PlannerConfig, offset: int
         frame=frame + offset,
         history=student_history(frame, step_frames_of(log), 2) + offset,
         ego_status=arrays["ego_status"][keep].astype(np.float32),
-        history_poses=arrays["history_poses"][keep, :-1].astype(np.float32),  # the last is the current pose
         commands=arrays["command"][keep].astype(np.int64),
         trajectories=arrays["trajectory"][keep].astype(np.float32),
         bev=bev,

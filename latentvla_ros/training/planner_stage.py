@@ -72,7 +72,6 @@ def collate_planner(samples: PlannerSamples, latents: dict | None):
         batch = {
             "frames": torch.from_numpy(samples.images[samples.frame[rows]]),
             "ego_status": torch.from_numpy(samples.ego_status[rows]),
-            "history_poses": torch.from_numpy(samples.history_poses[rows]),
             "commands": torch.from_numpy(samples.commands[rows]),
             "trajectories": torch.from_numpy(samples.trajectories[rows]),
             "bev": torch.from_numpy(samples.bev[rows]),
@@ -135,13 +134,7 @@ def train_planner(
         planner.to(runtime.device)
 
         def loss(model, batch):
-            output = model(
-                batch["frames"],
-                batch["ego_status"],
-                batch["commands"],
-                latent_from_batch(batch),
-                batch["history_poses"],
-            )
+            output = model(batch["frames"], batch["ego_status"], batch["commands"], latent_from_batch(batch))
             return planner_loss(
                 output,
                 batch["trajectories"],

@@ -37,9 +37,6 @@ def write_cache(root: Path, frame_shape=(64, 128), period_ns=100_000_000, frames
         # What the planner reads: the live ego status and 8 future poses 0.5 s apart.
         frame_ego_status_live=status,
         ego_status=status[15:],
-        history_poses=np.tile(
-            np.column_stack([np.arange(-3, 1) * 0.5 * speed, np.zeros(4), np.zeros(4)]), (frames - 15, 1, 1)
-        ).astype(np.float32),
         trajectory=np.tile(
             np.column_stack([np.arange(1, 9) * 0.5 * speed, np.zeros(8), np.zeros(8)]), (frames - 15, 1, 1)
         ),
