@@ -8,6 +8,7 @@ from pathlib import Path
 
 from latentvla_ros import __version__
 from latentvla_ros.cli_bag_options import add_bag_topic_options, dataset_config
+from latentvla_ros.cli_config_overrides import add_config_overrides, config_with
 from latentvla_ros.cli_evaluation import add_parsers as add_evaluation_parsers
 from latentvla_ros.cli_planning import add_parsers as add_planning_parsers
 from latentvla_ros.core.validation import InputError
@@ -182,30 +183,6 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
     if report:
         _print_lam_report(report)
     return 0
-
-
-def config_with(defaults, assignments: list[str]):
-    """The dataclass ``defaults`` with ``--set KEY=VALUE`` overrides of its scalar fields."""
-    import dataclasses
-
-    fields = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
-    changes = {}
-    for assignment in assignments:
-        key, separator, text = assignment.partition("=")
-        if not separator or key not in fields or isinstance(fields[key], tuple):
-            scalars = ", ".join(name for name, value in fields.items() if not isinstance(value, tuple))
-            raise ValueError(f"--set takes KEY=VALUE with KEY one of {scalars}; got '{assignment}'")
-        kind = type(fields[key])
-        if kind is bool:
-            if text.lower() not in ("true", "false"):
-                raise ValueError(f"--set {key}: expected true or false, got '{text}'")
-            changes[key] = text.lower() == "true"
-        else:
-            try:
-                changes[key] = kind(text)
-            except ValueError:
-                raise ValueError(f"--set {key}: expected a {kind.__name__}, got '{text}'") from None
-    return dataclasses.replace(defaults, **changes)  # the config checks its own values
 
 
 LAM_REPORT_ROWS = (
@@ -422,12 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=400,
         help="from this step of a stage on, a held-out codebook perplexity below 2 stops training",
     )
-    train_lam.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a LatentActionConfig field, e.g. ego_warp_geometry=ground_plane (repeatable)",
+    add_config_overrides(
+        train_lam, "override a LatentActionConfig field, e.g. ego_warp_geometry=ground_plane (repeatable)"
     )
     train_lam.add_argument("--stage1-from", help="reuse this trained model's stage 1 (frozen) and train stage 2 only")
     train_lam.set_defaults(handler=_cmd_train_lam)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from latentvla_ros.cli_bag_options import add_bag_topic_options
+from latentvla_ros.cli_config_overrides import add_config_overrides, config_with
 from latentvla_ros.environment import (
     SHIPPED_NO_FUSION_PLANNER,
     SHIPPED_PLANNER,
@@ -30,7 +31,6 @@ def _write_teacher_outputs(teacher_path: Path, cache: Path) -> None:
 
 
 def _cmd_train_student(args: argparse.Namespace) -> int:
-    from latentvla_ros.cli import config_with
     from latentvla_ros.models.student import StudentConfig
     from latentvla_ros.training.student_stage import StudentTrainingConfig, train_student
 
@@ -66,7 +66,6 @@ def _print_student_report(report: dict) -> None:
 
 
 def _cmd_train_planner(args: argparse.Namespace) -> int:
-    from latentvla_ros.cli import config_with
     from latentvla_ros.models.planner import PlannerConfig
     from latentvla_ros.training.planner_stage import PlannerTrainingConfig, train_planner
 
@@ -161,12 +160,8 @@ def add_parsers(train_models, eval_models) -> None:
         "--hard-label-weight", type=float, default=0.0, help="cross-entropy on the teacher's top-1 code; 0: off"
     )
     student.add_argument("--seed", type=int, default=0)
-    student.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a StudentConfig field, e.g. width=192 (repeatable; the teacher sets horizon and sizes)",
+    add_config_overrides(
+        student, "override a StudentConfig field, e.g. width=192 (repeatable; the teacher sets horizon and sizes)"
     )
     student.set_defaults(handler=_cmd_train_student)
 
@@ -184,12 +179,8 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument(
         "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
     )
-    planner.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)",
+    add_config_overrides(
+        planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"
     )
     planner.set_defaults(handler=_cmd_train_planner)
 
