@@ -71,11 +71,7 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
 
     config = config_with(PlannerConfig(use_fusion=not args.no_fusion), args.set)
     training = PlannerTrainingConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        position_loss=args.position_loss,
-        mirror_probability=args.mirror_probability,
+        steps=args.steps, batch_size=args.batch_size, seed=args.seed, position_loss=args.position_loss
     )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
@@ -182,9 +178,6 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument("--seed", type=int, default=0)
     planner.add_argument(
         "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
-    )
-    planner.add_argument(
-        "--mirror-probability", type=float, default=0.0, help="share of samples seen left-right mirrored (0: off)"
     )
     add_config_overrides(
         planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"

@@ -28,13 +28,11 @@ from latentvla_ros.models.planner import (
     bev_cell_centres,
     planner_loss,
 )
-from latentvla_ros.models.planner_features import PlannerSamples, perturbed_future
-from latentvla_ros.models.planner_mirror import mirrored_samples
+from latentvla_ros.models.planner_features import perturbed_future
 from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, StudentConfig, distillation_kl
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
 from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
-from latentvla_ros.simulation.bev import BevConfig
-from latentvla_ros.training.planner_stage import PlannerTrainingConfig, collate_planner, collate_with_mirror
+from latentvla_ros.training.planner_stage import PlannerTrainingConfig
 from latentvla_ros.training.student_stage import StudentTrainingConfig, student_loss
 
 SMALL_STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
@@ -398,58 +396,3 @@ def test_training_commands_default_to_the_training_configs():
         assert parser.parse_args(["train", "planner", *common, "--position-loss", kind]).position_loss == kind
     lam = parser.parse_args(["train", "lam", *common])
     assert (lam.stage1_steps, lam.stage2_steps) == (LamTrainingConfig().stage1_steps, LamTrainingConfig().stage2_steps)
-
-
-def _planner_samples(count: int = 6, seed: int = 0) -> PlannerSamples:
-    rng = np.random.default_rng(seed)
-    return PlannerSamples(
-        images=rng.integers(0, 255, size=(count, 64, 128, 3), dtype=np.uint8),
-        frame=np.arange(count),
-        history=np.stack([np.maximum(np.arange(count) - 1, 0), np.arange(count)], axis=1),
-        ego_status=rng.normal(size=(count, 5)).astype(np.float32),
-        commands=np.array([DrivingCommand.LEFT, DrivingCommand.STRAIGHT, DrivingCommand.RIGHT] * (count // 3)),
-        trajectories=rng.normal(size=(count, 8, 3)).astype(np.float32),
-        bev=rng.integers(0, 2, size=(count, 3, 32, 32), dtype=np.uint8),
-        has_bev=np.ones(count, dtype=bool),
-        teacher=None,
-        log=np.zeros(count, dtype=np.int64),
-    )
-
-
-def test_mirrored_samples_negate_every_lateral_quantity_and_swap_left_and_right():
-    samples = _planner_samples()
-    mirrored = mirrored_samples(samples)
-    assert mirrored.commands.tolist() == [DrivingCommand.RIGHT, DrivingCommand.STRAIGHT, DrivingCommand.LEFT] * 2
-    np.testing.assert_array_equal(mirrored.images[0, :, 0], samples.images[0, :, -1])  # left column <- right
-    np.testing.assert_array_equal(mirrored.ego_status[:, [0, 2]], samples.ego_status[:, [0, 2]])  # vx, ax
-    np.testing.assert_array_equal(mirrored.ego_status[:, [1, 3, 4]], -samples.ego_status[:, [1, 3, 4]])
-    np.testing.assert_array_equal(mirrored.trajectories[..., 0], samples.trajectories[..., 0])
-    np.testing.assert_array_equal(mirrored.trajectories[..., 1:], -samples.trajectories[..., 1:])
-    twice = mirrored_samples(mirrored)
-    for name in ("images", "ego_status", "commands", "trajectories", "bev"):
-        np.testing.assert_array_equal(getattr(twice, name), getattr(samples, name))
-    # The BEV raster's centre column is the ego's: reversing the columns maps y to -y.
-    layout = BevConfig(size_px=32, resolution_m=2.0)
-    points = np.array([[10.0, 7.3], [10.0, -7.3], [3.0, 21.1]])
-    columns = np.floor(layout.ego_to_pixels(points)[:, 0]).astype(int)
-    mirrored_columns = np.floor(layout.ego_to_pixels(points * [1.0, -1.0])[:, 0]).astype(int)
-    assert (columns + mirrored_columns).tolist() == [31, 31, 31]
-    np.testing.assert_array_equal(mirrored.bev[0, :, :, 0], samples.bev[0, :, :, 31])
-
-
-def test_mirror_augmentation_replaces_whole_samples_at_its_probability():
-    samples = _planner_samples(count=300)
-    plain, mirrored = collate_planner(samples, None), collate_planner(mirrored_samples(samples), None)
-    rows = list(range(300))
-    assert torch.equal(collate_with_mirror(plain, mirrored, 0.0, seed=0)(rows)["frames"], plain(rows)["frames"])
-    assert torch.equal(collate_with_mirror(plain, mirrored, 1.0, seed=0)(rows)["frames"], mirrored(rows)["frames"])
-    batch = collate_with_mirror(plain, mirrored, 0.5, seed=0)(rows)
-    flipped = (batch["commands"] != plain(rows)["commands"]).numpy()  # only turns show it in the command
-    turns = samples.commands != DrivingCommand.STRAIGHT
-    assert 0.35 < flipped[turns].mean() < 0.65
-    for row in np.flatnonzero(flipped):  # a mirrored sample is mirrored in every field at once
-        assert torch.equal(batch["frames"][row], mirrored([row])["frames"][0])
-        assert torch.equal(batch["trajectories"][row], mirrored([row])["trajectories"][0])
-        assert torch.equal(batch["bev"][row], mirrored([row])["bev"][0])
-    with pytest.raises(ValueError, match="mirror probability"):
-        PlannerTrainingConfig(mirror_probability=1.5)

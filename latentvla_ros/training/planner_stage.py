@@ -21,7 +21,6 @@ from latentvla_ros.evaluation.student_evaluation import predict_student
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import FusionPlanner, PlannerConfig, check_position_loss, planner_loss
 from latentvla_ros.models.planner_features import PlannerSamples, load_planner_samples
-from latentvla_ros.models.planner_mirror import mirrored_samples
 from latentvla_ros.models.student import LatentActionStudent
 from latentvla_ros.training.loop import (
     MetricsLog,
@@ -44,15 +43,11 @@ class PlannerTrainingConfig:
     learning_rate: float = 5e-4
     bev_weight: float = 0.1
     position_loss: str = "l1"  # or "euclidean": the distance ADE averages
-    # Share of each batch seen in a left-right mirror (planner_mirror.py); off in the recipe.
-    mirror_probability: float = 0.0
     evaluate_every: int = 500
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_position_loss(self.position_loss)  # refused before any data is read
-        if not 0.0 <= self.mirror_probability <= 1.0:
-            raise ValueError(f"mirror probability must be within 0..1, got {self.mirror_probability}")
 
 
 def planner_name(use_fusion: bool) -> str:
@@ -85,22 +80,6 @@ def collate_planner(samples: PlannerSamples, latents: dict | None):
         if latents is not None:
             for name, values in latents.items():
                 batch[f"latent_{name}"] = torch.from_numpy(np.ascontiguousarray(values[rows], dtype=np.float32))
-        return batch
-
-    return collate
-
-
-def collate_with_mirror(plain, mirrored, probability: float, seed: int):
-    """Batches from ``plain`` with each sample replaced, at ``probability``, by its mirror image
-    from ``mirrored`` (both ``collate_planner`` functions over the same rows)."""
-    generator = np.random.default_rng(seed)
-
-    def collate(rows: list[int]) -> dict:
-        batch, flipped = plain(rows), mirrored(rows)
-        chosen = torch.from_numpy(generator.random(len(rows)) < probability)
-        for key, value in batch.items():
-            mask = chosen.reshape((-1,) + (1,) * (value.dim() - 1))
-            batch[key] = torch.where(mask, flipped[key], value)
         return batch
 
     return collate
@@ -150,15 +129,6 @@ def train_planner(
         samples = load_planner_samples(data, config, "train")
         validation = load_planner_samples(data, config, "val")
         latents = student_latents(student, samples, config)
-        collate = collate_planner(samples, latents)
-        if training.mirror_probability > 0:
-            mirrored = mirrored_samples(samples)  # the student answers the mirrored frames too
-            collate = collate_with_mirror(
-                collate,
-                collate_planner(mirrored, student_latents(student, mirrored, config)),
-                training.mirror_probability,
-                training.seed,
-            )
         validation_latents = student_latents(student, validation, config)
         write_training_config(out_dir, config.to_dict(), training)
         planner.to(runtime.device)
@@ -187,7 +157,7 @@ def train_planner(
             "planner" if config.use_fusion else "planner_nofusion", planner, list(planner.parameters()), loss,
             RowNumbers(len(samples)), schedule, runtime, checkpoint, save_checkpoint, evaluate,
             MetricsLog(out_dir / "metrics.jsonl", runtime.is_main), start_step, optimizer_state, training.seed,
-            collate=collate,
+            collate=collate_planner(samples, latents),
         )  # fmt: skip
         report = {}
         if runtime.is_main:
