@@ -71,7 +71,11 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
 
     config = config_with(PlannerConfig(use_fusion=not args.no_fusion), args.set)
     training = PlannerTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, seed=args.seed, position_loss=args.position_loss
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        position_loss=args.position_loss,
+        bev_weight=args.bev_weight,
     )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
@@ -178,6 +182,9 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument("--seed", type=int, default=0)
     planner.add_argument(
         "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
+    )
+    planner.add_argument(
+        "--bev-weight", type=float, default=0.1, help="weight of the auxiliary BEV loss (logs with a BEV raster)"
     )
     add_config_overrides(
         planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"

@@ -267,6 +267,13 @@ def test_planner_position_losses_by_hand():
         PlannerTrainingConfig(position_loss="l2")
 
 
+def test_planner_training_refuses_a_negative_or_nan_bev_weight():
+    assert PlannerTrainingConfig(bev_weight=0.0).bev_weight == 0.0  # 0: the BEV head is not trained
+    for weight in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="bev_weight"):
+            PlannerTrainingConfig(bev_weight=weight)
+
+
 def _run(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "latentvla"), *arguments], capture_output=True, text=True, timeout=600, check=False
@@ -391,7 +398,9 @@ def test_training_commands_default_to_the_training_configs():
     assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
     planner = parser.parse_args(["train", "planner", *common])
     recipe = PlannerTrainingConfig()
-    assert (planner.steps, planner.position_loss) == (recipe.steps, recipe.position_loss)
+    assert (planner.steps, planner.position_loss, planner.bev_weight) == (
+        recipe.steps, recipe.position_loss, recipe.bev_weight,
+    )  # fmt: skip
     for kind in POSITION_LOSSES:  # the CLI lists them itself, so parsing imports no torch
         assert parser.parse_args(["train", "planner", *common, "--position-loss", kind]).position_loss == kind
     lam = parser.parse_args(["train", "lam", *common])

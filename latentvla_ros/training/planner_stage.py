@@ -10,6 +10,7 @@ to ``metrics.jsonl``; checkpoints resume; ``torchrun``-ready through the shared 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class PlannerTrainingConfig:
 
     def __post_init__(self) -> None:
         check_position_loss(self.position_loss)  # refused before any data is read
+        if not math.isfinite(self.bev_weight) or self.bev_weight < 0:
+            raise ValueError(f"bev_weight must be a finite number >= 0, got {self.bev_weight}")
 
 
 def planner_name(use_fusion: bool) -> str:
