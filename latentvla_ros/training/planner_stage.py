@@ -10,7 +10,6 @@ to ``metrics.jsonl``; checkpoints resume; ``torchrun``-ready through the shared 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from latentvla_ros.training.loop import (
     MetricsLog,
     RowNumbers,
     StageSchedule,
+    check_loss_weight,
     setup_runtime,
     teardown_runtime,
     train_stage,
@@ -49,8 +49,7 @@ class PlannerTrainingConfig:
 
     def __post_init__(self) -> None:
         check_position_loss(self.position_loss)  # refused before any data is read
-        if not math.isfinite(self.bev_weight) or self.bev_weight < 0:
-            raise ValueError(f"bev_weight must be a finite number >= 0, got {self.bev_weight}")
+        check_loss_weight("bev_weight", self.bev_weight)
 
 
 def planner_name(use_fusion: bool) -> str:

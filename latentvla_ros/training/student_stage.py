@@ -12,6 +12,7 @@ resume; ``torchrun`` trains it with DistributedDataParallel.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from latentvla_ros.training.loop import (
     MetricsLog,
     RowNumbers,
     StageSchedule,
+    check_loss_weight,
     setup_runtime,
     teardown_runtime,
     train_stage,
@@ -53,11 +55,10 @@ class StudentTrainingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
         for name in ("embedding_weight", "lam_weight", "hard_label_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)}")
+            check_loss_weight(name, getattr(self, name))
 
 
 def collate_rows(samples: StudentSamples):
