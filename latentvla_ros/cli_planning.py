@@ -177,14 +177,14 @@ def add_parsers(train_models, eval_models) -> None:
     )
     planner.add_argument("--no-fusion", action="store_true", help="the ablation: no latent-action fusion")
     planner.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    planner.add_argument("--steps", type=int, default=2000)
+    planner.add_argument("--steps", type=int, default=3000)
     planner.add_argument("--batch-size", type=int, default=32)
     planner.add_argument("--seed", type=int, default=0)
     planner.add_argument(
         "--position-loss", choices=("l1", "euclidean"), default="l1", help="per-pose position error: L1 or the distance"
     )
     planner.add_argument(
-        "--bev-weight", type=float, default=0.1, help="weight of the auxiliary BEV loss (logs with a BEV raster)"
+        "--bev-weight", type=float, default=0.5, help="weight of the auxiliary BEV loss (logs with a BEV raster)"
     )
     add_config_overrides(
         planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"

@@ -51,7 +51,7 @@ class PlannerConfig:
     bev_ahead_m: float = 48.0  # the grid covers x in [ahead - size, ahead], y in [-size/2, size/2]
     bev_size_m: float = 64.0
     image_layers: int = 2
-    fusion_layers: int = 1
+    fusion_layers: int = 3  # 1 -> 3: fresh ADE@4s 1.231 -> 1.181 over 3 seeds (README), ~12 % more step time
     decoder_layers: int = 2
     use_fusion: bool = True
     horizon: int = 12  # latent steps fused
