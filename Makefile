@@ -124,7 +124,8 @@ PLANNER_SEEDS := 0 1 2
 # 84 minutes; this also trains the teacher on the extra drives, which was not measured):
 # make train EXTRA_DRIVE_SEEDS="9 10" STUDENT_RECIPE="--hard-label-weight 0.5"
 # (planners 0.4995x constant velocity with the earlier planner recipe -- 1 fusion layer, BEV
-# weight 0.1, 3,000 steps -- student below 0.80; not measured with today's planner recipe). With C's LAM_RECIPE (above) and
+# weight 0.1, 3,000 steps -- student below 0.80; not measured with today's planner recipe).
+# With C's LAM_RECIPE (above) and
 # STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000" the student reached 0.819 (measured with
 # --lam-weight 0 and the teacher on the 84 minutes) but the planners 0.535x (README "C's whole
 # chain"; stage by stage, ~2 h 40 min estimated).

@@ -42,7 +42,7 @@ class PlannerTrainingConfig:
     steps: int = 3000  # ~0.45 s a step on one thread here; make train runs six (3 seeds x fusion on/off)
     batch_size: int = 32
     learning_rate: float = 5e-4
-    bev_weight: float = 0.5  # 0.1 -> 0.5 with 3,000 steps: 1.287 -> 1.231 at 4 s (README, "planner recipe")
+    bev_weight: float = 0.5  # 0.1 -> 0.5 with 3,000 steps: 1.287 -> 1.231 at 4 s (README, "the BEV loss's weight")
     position_loss: str = "l1"  # or "euclidean": the distance ADE averages
     evaluate_every: int = 500
     seed: int = 0
