@@ -706,5 +706,6 @@ def test_stage1_loss_may_weight_what_the_ego_motion_leaves_unexplained():
     weighted = residual_weighted_mse(output.prediction, target, moved, 4.0)
     assert output.losses["reconstruction"].item() == pytest.approx(config.reconstruction_weight * weighted.item())
     assert weighted.item() != pytest.approx(output.reconstruction_loss.item())
-    with pytest.raises(ValueError, match="environment_residual_weight must be >= 0"):
-        replace(TINY, environment_residual_weight=-1.0)
+    for weight in (-1.0, float("nan"), float("inf")):  # NaN compares false: a bare `< 0` let it through
+        with pytest.raises(ValueError, match="environment_residual_weight must be a finite number >= 0"):
+            replace(TINY, environment_residual_weight=weight)

@@ -6,6 +6,7 @@ log it as one line and carry on with the next message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,3 +49,11 @@ def require_frame_id(field: str, frame_id: str, expected: str) -> str:
     if frame_id != expected:
         raise InputError(field, f"frame '{expected}'", frame_id)
     return frame_id
+
+
+def check_loss_weight(name: str, value: float) -> float:
+    """``value`` if it can weight a loss term (0 turns the term off); one clear error otherwise.
+    NaN needs its own test: it compares false with everything, so ``< 0`` lets it through."""
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value}")
+    return value

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from latentvla_ros.core.validation import check_loss_weight
+
 EGO_MOTION_DIM = 3  # dx, dy, dyaw from t to t+1 in the ego frame at t
 EGO_STATE_DIM = 5  # vx, vy, ax, ay, yaw rate
 EGO_SPEED_SCALE_MPS = 10.0  # ego_state[:, 0] is the forward speed in these units
@@ -127,8 +129,7 @@ class LatentActionConfig:
             raise ValueError("ego_action_warp_only needs ego_decoder_warp")
         if self.environment_decoder_unmoved and not self.environment_ego_warp:
             raise ValueError("environment_decoder_unmoved needs environment_ego_warp")
-        if self.environment_residual_weight < 0.0:
-            raise ValueError(f"environment_residual_weight must be >= 0, got {self.environment_residual_weight}")
+        check_loss_weight("environment_residual_weight", self.environment_residual_weight)
         if self.ego_warp_geometry not in WARP_GEOMETRIES:
             raise ValueError(
                 f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{self.ego_warp_geometry}'"

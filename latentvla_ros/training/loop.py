@@ -90,14 +90,6 @@ class StageSchedule:
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def check_loss_weight(name: str, value: float) -> float:
-    """``value`` if it can weight a loss term (0 turns the term off); one clear error otherwise.
-    NaN needs its own test: it compares false with everything, so ``< 0`` lets it through."""
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (0: off), got {value}")
-    return value
-
-
 def write_training_config(out_dir: Path, model_config: dict, training, **extra) -> None:
     """``training_config.json`` in a run's ``out_dir``: the model's and the training's settings."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentvla_ros.core.validation import check_loss_weight
 from latentvla_ros.evaluation.planner_evaluation import displacement_errors, predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
@@ -26,7 +27,6 @@ from latentvla_ros.training.loop import (
     MetricsLog,
     RowNumbers,
     StageSchedule,
-    check_loss_weight,
     setup_runtime,
     teardown_runtime,
     train_stage,

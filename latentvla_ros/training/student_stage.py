@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latentvla_ros.core.validation import check_loss_weight
 from latentvla_ros.evaluation.student_evaluation import evaluate_student, teacher_marginal
 from latentvla_ros.models.checkpoint import resume_point
 from latentvla_ros.models.student import LatentActionStudent, StudentConfig, distillation_kl
@@ -28,7 +29,6 @@ from latentvla_ros.training.loop import (
     MetricsLog,
     RowNumbers,
     StageSchedule,
-    check_loss_weight,
     setup_runtime,
     teardown_runtime,
     train_stage,
