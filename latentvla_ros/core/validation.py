@@ -1,7 +1,8 @@
 """One error type for malformed input, and the checks that raise it.
 
 Every message names the offending field and what was expected, so a node can
-log it as one line and carry on with the next message.
+log it as one line and carry on with the next message. The loss-weight check
+(a plain ValueError) serves the model and training configurations alike.
 """
 
 from __future__ import annotations
