@@ -259,7 +259,8 @@ def test_planner_position_losses_by_hand():
     no_bev = torch.zeros(1, dtype=torch.bool)
 
     def loss(poses, kind):
-        return planner_loss(PlannerOutput(poses, None, None, None), target, bev, no_bev, position_loss=kind)[0].item()
+        total, _ = planner_loss(PlannerOutput(poses, None, None, None), target, bev, no_bev, 0.5, position_loss=kind)
+        return total.item()
 
     assert loss(predicted, "l1") == pytest.approx(7.0)
     assert loss(predicted, "euclidean") == pytest.approx(5.0)

@@ -304,9 +304,10 @@ def check_position_loss(kind: str) -> str:
 
 
 def planner_loss(output: PlannerOutput, target_poses: torch.Tensor, bev: torch.Tensor, bev_mask: torch.Tensor,
-                 bev_weight: float = 0.1, position_loss: str = "l1") -> tuple[torch.Tensor, dict]:  # fmt: skip
+                 bev_weight: float, position_loss: str = "l1") -> tuple[torch.Tensor, dict]:  # fmt: skip
     """Position error of every pose (L1 on x and y, or ``euclidean``: the distance itself, which
-    is what ADE averages), L1 on yaw, plus BCE on the BEV raster of the samples that have one."""
+    is what ADE averages), L1 on yaw, plus BCE on the BEV raster of the samples that have one,
+    weighted by ``bev_weight`` (no default here: the training recipe owns it)."""
     offset = output.poses[..., :2] - target_poses[..., :2]
     if check_position_loss(position_loss) == "l1":
         position = offset.abs().sum(-1).mean()
