@@ -706,6 +706,19 @@ def test_stage1_loss_may_weight_what_the_ego_motion_leaves_unexplained():
     weighted = residual_weighted_mse(output.prediction, target, moved, 4.0)
     assert output.losses["reconstruction"].item() == pytest.approx(config.reconstruction_weight * weighted.item())
     assert weighted.item() != pytest.approx(output.reconstruction_loss.item())
-    for weight in (-1.0, float("nan"), float("inf")):  # NaN compares false: a bare `< 0` let it through
-        with pytest.raises(ValueError, match="environment_residual_weight must be a finite number >= 0"):
-            replace(TINY, environment_residual_weight=weight)
+
+
+def test_every_loss_weight_must_be_a_finite_number_at_least_zero():
+    """A negative, NaN or infinite term weight (all reachable through `--set`) is refused when
+    the config is built, before any data is read; zero (the term switched off) is allowed."""
+    from dataclasses import fields, replace
+
+    from latentvla_ros.models.latent_action import LOSS_WEIGHTS, LatentActionConfig
+
+    # A weight added later is checked too, or this fails.
+    assert set(LOSS_WEIGHTS) == {f.name for f in fields(LatentActionConfig) if f.name.endswith("_weight")}
+    for name in LOSS_WEIGHTS:
+        assert getattr(replace(TINY, **{name: 0.0}), name) == 0.0
+        for weight in (-1.0, float("nan"), float("inf")):  # NaN compares false: a bare `< 0` let it through
+            with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+                replace(TINY, **{name: weight})

@@ -39,6 +39,16 @@ EGO_MOTION_SCALE = (5.0, 0.5, 0.1)  # ego_motion is dx (m), dy (m), dyaw (rad) o
 WARP_GEOMETRIES = ("shift_zoom", "ground_plane")
 
 
+# Every term weight a --set may change; each must be a finite number >= 0 (NaN compares false).
+LOSS_WEIGHTS = (
+    "commitment_weight",
+    "environment_adversary_weight",
+    "environment_diversity_weight",
+    "environment_residual_weight",
+    "reconstruction_weight",
+)
+
+
 @dataclass(frozen=True)
 class LatentActionConfig:
     """Every size of the LAM. Frames are (3, height, width) in [0, 1]."""
@@ -129,7 +139,8 @@ class LatentActionConfig:
             raise ValueError("ego_action_warp_only needs ego_decoder_warp")
         if self.environment_decoder_unmoved and not self.environment_ego_warp:
             raise ValueError("environment_decoder_unmoved needs environment_ego_warp")
-        check_loss_weight("environment_residual_weight", self.environment_residual_weight)
+        for name in LOSS_WEIGHTS:
+            check_loss_weight(name, getattr(self, name))
         if self.ego_warp_geometry not in WARP_GEOMETRIES:
             raise ValueError(
                 f"ego_warp_geometry must be one of {', '.join(WARP_GEOMETRIES)}, got '{self.ego_warp_geometry}'"
