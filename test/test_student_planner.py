@@ -410,3 +410,23 @@ def test_training_commands_default_to_the_training_configs():
         assert parser.parse_args(["train", "planner", *common, "--position-loss", kind]).position_loss == kind
     lam = parser.parse_args(["train", "lam", *common])
     assert (lam.stage1_steps, lam.stage2_steps) == (LamTrainingConfig().stage1_steps, LamTrainingConfig().stage2_steps)
+
+
+def test_missing_teacher_outputs_name_commands_that_exist(tmp_path):
+    """The error a cache without teacher answers raises names commands the CLI really has
+    (it once named a `latentvla distill` that never existed)."""
+    import re
+
+    from latentvla_ros.cli import build_parser
+    from latentvla_ros.models.teacher.teacher_features import MissingLabelsError
+    from latentvla_ros.models.teacher.teacher_targets import require_teacher_targets
+
+    with pytest.raises(MissingLabelsError, match="no teacher outputs") as refused:
+        require_teacher_targets(tmp_path)
+    commands = re.findall(r"`latentvla ([^` ]+) ([^` ]+)", str(refused.value))
+    assert ("train", "student") in commands
+    parser = build_parser()
+    extra = {"train": ["--out", "run"]}
+    for command, model in commands:  # argparse exits on an unknown subcommand
+        parsed = parser.parse_args([command, model, "--data", "cache", "--teacher", "t", *extra.get(command, [])])
+        assert (parsed.command, getattr(parsed, "model", None) or parsed.model_kind) == (command, model)

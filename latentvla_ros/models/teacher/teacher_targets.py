@@ -104,6 +104,7 @@ def require_teacher_targets(log_dir: Path) -> dict:
     targets = load_teacher_targets(log_dir)
     if targets is None:
         raise MissingLabelsError(
-            f"{log_dir}: no teacher outputs; run `latentvla distill --data CACHE` (or `latentvla train student`) first"
+            f"{log_dir}: no teacher outputs; `latentvla train student --data CACHE --teacher TEACHER` (or "
+            "`latentvla eval student` with --teacher) writes them first"
         )
     return targets
