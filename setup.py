@@ -38,6 +38,7 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.60",
         "scikit-learn>=1.3",
+        "scipy>=1.9",
         "opencv-python-headless>=4.8",
         "matplotlib>=3.7",
         "pyyaml>=6.0",
@@ -47,6 +48,7 @@ setup(
         "bags": ["rosbags>=0.10", "transforms3d>=0.4"],
         # No torchvision: transformers imports it whenever present, and it pins its own torch.
         "vlm": ["transformers>=5.0", "tokenizers>=0.21", "peft>=0.15", "pillow>=10"],
+        "foxglove": ["foxglove-sdk>=0.30"],  # the planner's optional live view
     },
     entry_points={"console_scripts": ["latentvla=latentvla_ros.cli:main"]},
 )

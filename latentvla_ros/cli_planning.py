@@ -59,6 +59,12 @@ def _print_student_report(report: dict) -> None:
         f"{report['frames']} frames; embedding cosine: actions {report['action_embedding_cosine']:.3f}, "
         f"visual {report['visual_embedding_cosine']:.3f}"
     )
+    interval = report.get("student_top1_agreement_interval_95")
+    if interval is not None:
+        print(
+            f"student top-1 agreement, 95 % block bootstrap interval ({report['interval_block_frames']}-frame "
+            f"blocks of each log): {interval[0]:.3f} to {interval[1]:.3f}"
+        )
     for band in report["student_top1_agreement_by_teacher_confidence"]:
         low, high = band["teacher_top_probability"]
         agreement = "-" if band["agreement"] is None else f"{band['agreement']:.3f}"

@@ -4,11 +4,15 @@ run without rclpy or the generated messages, installed from setup.py with pip.
 Each check runs in a subprocess whose ``sitecustomize`` makes every ROS import fail, as on
 a GPU server with no ROS install."""
 
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -162,3 +166,62 @@ def test_pip_installed_package_trains_under_torchrun_without_ros(no_ros_env, tmp
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     description = json.loads((tmp_path / "run" / "lam_v2.0.json").read_text())
     assert description["kind"] == "latent_action_model" and len(description["sha256"]) == 64
+
+
+# Python imports whose Debian/rosdep key is not python3-<import name>.
+ROSDEP_NAME = {"cv2": "opencv"}
+
+
+def _third_party_imports(package: Path) -> dict[str, set[str]]:
+    """Top-level module -> files of ``package`` importing it (absolute imports, stdlib excluded)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != package.name:
+                    found.setdefault(top, set()).add(path.relative_to(package.parent).as_posix())
+    return found
+
+
+def _requirement_names(lines) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-") for line in lines}
+
+
+def test_every_third_party_import_is_declared():
+    """Each import of latentvla_ros/ is declared for both installs: the colcon path (package.xml,
+    by ROS name or python3-* rosdep key, or pinned in requirements-ros.txt) and the pip path
+    (setup.py, install_requires or an extra) unless it is a ROS package."""
+    root = ET.parse(REPO_ROOT / "package.xml").getroot()
+    package_xml = {element.text.strip() for element in root if element.tag in ("depend", "exec_depend")}
+    requirements_ros = _requirement_names(
+        line.split("#")[0]
+        for line in (REPO_ROOT / "requirements-ros.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    )
+    setup_source = (REPO_ROOT / "setup.py").read_text()
+    setup_py = _requirement_names(re.findall(r'"([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?\s*[<>=!~][^"]*)"', setup_source))
+    distributions = packages_distributions()
+    missing = []
+    imports = _third_party_imports(REPO_ROOT / "latentvla_ros")
+    for module, files in sorted(imports.items()):
+        where = f"{module} (imported by {sorted(files)[0]})"
+        if module in package_xml:  # a ROS package: rosdep installs it, pip cannot
+            continue
+        names = {name.lower().replace("_", "-") for name in distributions.get(module, [])}
+        if not names:
+            missing.append(f"{where}: neither a ROS package in package.xml nor an installed distribution")
+            continue
+        if f"python3-{ROSDEP_NAME.get(module, module)}" not in package_xml and not names & requirements_ros:
+            missing.append(f"{where}: not in package.xml as python3-{ROSDEP_NAME.get(module, module)}, "
+                           f"nor in requirements-ros.txt as {sorted(names)}")  # fmt: skip
+        if not names & setup_py:
+            missing.append(f"{where}: {sorted(names)} not in setup.py")
+    assert {"numpy", "torch", "rclpy"} <= imports.keys()  # the scan sees the package's imports
+    assert not missing, "\n".join(missing)

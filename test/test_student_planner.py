@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from helpers.lam_cache import write_cache
 
 from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.evaluation.block_bootstrap import block_bootstrap_interval
 from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
 from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
@@ -120,6 +121,36 @@ def test_agreement_by_teacher_confidence_by_hand():
     ]
     assert [band["fraction"] for band in bands] == [0.25, 0.0, 0.5, 0.0, 0.25]
     assert [band["agreement"] for band in bands] == [1.0, None, 0.5, None, 1.0]
+
+
+def test_block_bootstrap_widens_with_correlated_frames():
+    """Frames that move together in 100-frame runs (a scene held for 10 s) carry ~40 draws, not
+    3,600: resampling whole blocks gives the wide interval that implies, single frames a
+    far too narrow one."""
+    rng = np.random.default_rng(3)
+    logs = np.repeat(np.arange(8), 450)  # eight 45 s logs, as the fresh seeds
+    runs = rng.integers(0, 2, size=8 * 5).astype(float)  # one value per 100-frame run of a log
+    values = np.concatenate([np.repeat(runs[5 * log : 5 * log + 5], 100)[:450] for log in range(8)])
+    low, high = block_bootstrap_interval(values, logs)
+    frame_low, frame_high = block_bootstrap_interval(values, logs, block_frames=1)
+    assert low <= values.mean() <= high and frame_low <= values.mean() <= frame_high
+    # 40 blocks of 0/1 at p ~ 0.5: 95 % width ~ 4 x 0.5 / sqrt(40) ~ 0.3; frames alone ~ 0.03.
+    assert 0.2 < high - low < 0.45
+    assert high - low > 5 * (frame_high - frame_low)
+    assert block_bootstrap_interval(values, logs) == (low, high)  # deterministic for a seed
+
+
+def test_block_bootstrap_refuses_bad_input_and_needs_two_blocks():
+    values, logs = np.linspace(0.0, 1.0, 150), np.zeros(150, dtype=int)
+    low, high = block_bootstrap_interval(values, logs)  # a full block and a 50-frame one
+    assert low < high
+    assert block_bootstrap_interval(values[:100], logs[:100]) is None  # one block: nothing to resample
+    with pytest.raises(ValueError, match="finite"):
+        block_bootstrap_interval(np.where(values > 0.5, np.nan, values), logs)
+    with pytest.raises(ValueError, match="alike"):
+        block_bootstrap_interval(values, logs[:-1])
+    with pytest.raises(ValueError, match="block_frames"):
+        block_bootstrap_interval(values, logs, block_frames=0)
 
 
 def test_paper_size_student_has_about_fifty_million_parameters():
@@ -343,6 +374,8 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     bands = report["student_top1_agreement_by_teacher_confidence"]
     assert sum(band["fraction"] for band in bands) == pytest.approx(1.0, abs=1e-3)
     assert "teacher top probability 0.0-0.3" in result.stdout
+    low, high = report["student_top1_agreement_interval_95"]  # two logs: blocks to resample
+    assert low <= report["student_top1_agreement"] <= high and "block bootstrap interval" in result.stdout
     result = _run(
         "eval", "planner", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
         "--planner", str(tmp_path / "planner0" / "planner_v1.0"),

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 import torch
 
+from latentvla_ros.evaluation.block_bootstrap import BLOCK_FRAMES, block_bootstrap_interval
 from latentvla_ros.models.student import LatentActionStudent
 from latentvla_ros.models.student_features import StudentSamples
 
@@ -95,6 +96,9 @@ def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marg
         "student_kl": float(_kl(samples.probabilities, predicted["probabilities"]).mean()),
         "student_top1_agreement": float(agreement.mean()),
         "student_top1_agreement_per_step": agreement.mean(axis=0).round(4).tolist(),
+        # A few minutes of drives: how far the figure could move on other drives like them.
+        "student_top1_agreement_interval_95": block_bootstrap_interval(agreement.mean(axis=1), samples.log),
+        "interval_block_frames": BLOCK_FRAMES,
         "student_top1_agreement_by_teacher_confidence": agreement_by_teacher_confidence(
             samples.probabilities, agreement
         ),
