@@ -233,7 +233,7 @@ def test_tiny_model_overfits_a_batch():
         optimizer.zero_grad()
         output.loss.backward()
         optimizer.step()
-        losses.append(float(output.reconstruction_loss))
+        losses.append(float(output.reconstruction_loss.detach()))
     assert losses[-1] < 0.6 * losses[0], (losses[0], losses[-1])
 
 
