@@ -102,20 +102,38 @@ def _cache_with_teacher(data: Path, scratch: str, teacher: Path | None, args: ar
 def _cmd_eval_student(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from latentvla_ros.evaluation.student_evaluation import evaluate_student, teacher_marginal
+    from latentvla_ros.evaluation.student_evaluation import (
+        agreement_difference,
+        evaluate_student,
+        frame_agreement,
+        teacher_marginal,
+    )
     from latentvla_ros.models.student import LatentActionStudent
     from latentvla_ros.models.student_features import load_student_samples
 
     student, description = LatentActionStudent.load(Path(args.student))
+    other = LatentActionStudent.load(Path(args.against))[0] if args.against else None
     with tempfile.TemporaryDirectory() as scratch:
         cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher), args)
         samples = load_student_samples(cache, student.config, args.split)
+        if other is not None:  # the same frames at the other student's input size
+            other_samples = load_student_samples(cache, other.config, args.split)
     if "teacher_marginal" in description:
         marginal = np.asarray(description["teacher_marginal"])
     else:
         marginal = teacher_marginal(samples.probabilities)  # of this data: flatters the baseline
     report = evaluate_student(student, samples, marginal)
     _print_student_report(report)
+    if other is not None:
+        paired = agreement_difference(
+            frame_agreement(student, samples), frame_agreement(other, other_samples), samples.log
+        )
+        report["agreement_minus_against"] = {**paired, "against": str(args.against)}
+        low, high = paired["interval_95"] or (float("nan"), float("nan"))
+        print(
+            f"top-1 agreement minus --against's, same frames: {paired['difference']:+.3f} "
+            f"(95 %: {low:+.3f} to {high:+.3f})"
+        )
     _write_json(args.json, {**report, "student_version": description["version"], "data": str(args.data)})
     return 0
 
@@ -202,6 +220,9 @@ def add_parsers(train_models, eval_models) -> None:
     eval_student.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
     eval_student.add_argument("--teacher", default=str(shipped_model(SHIPPED_TEACHER)))
     eval_student.add_argument("--json", help="write the report here")
+    eval_student.add_argument(
+        "--against", help="another student: the paired difference of top-1 agreement on the same frames"
+    )
     eval_student.add_argument(
         "--split", choices=("train", "val"), help="only this split of a cache (default: every log)"
     )

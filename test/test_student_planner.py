@@ -18,7 +18,7 @@ from helpers.lam_cache import write_cache
 from latentvla_ros.core.driving_command import DrivingCommand
 from latentvla_ros.evaluation.block_bootstrap import block_bootstrap_interval
 from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
-from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence
+from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence, agreement_difference
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import (
     POSITION_LOSSES,
@@ -138,6 +138,21 @@ def test_block_bootstrap_widens_with_correlated_frames():
     assert 0.2 < high - low < 0.45
     assert high - low > 5 * (frame_high - frame_low)
     assert block_bootstrap_interval(values, logs) == (low, high)  # deterministic for a seed
+
+
+def test_paired_difference_is_narrower_than_either_students_interval():
+    """Two students that share the hard and easy stretches of the drives and differ by a little
+    on each frame: the paired interval sits around that little, each one's own is wide."""
+    rng = np.random.default_rng(5)
+    logs = np.repeat(np.arange(8), 450)
+    scene = np.concatenate([np.repeat(rng.uniform(0.4, 0.95, size=5), 100)[:450] for _ in range(8)])  # 10 s stretches
+    other = np.clip(scene + rng.normal(0.0, 0.05, size=len(logs)), 0.0, 1.0)
+    better = np.clip(scene + 0.02 + rng.normal(0.0, 0.05, size=len(logs)), 0.0, 1.0)
+    paired = agreement_difference(better, other, logs)
+    low, high = paired["interval_95"]
+    assert low <= paired["difference"] <= high and 0.0 < low < 0.02 < high < 0.04
+    own_low, own_high = block_bootstrap_interval(better, logs)
+    assert own_high - own_low > 5 * (high - low)
 
 
 def test_block_bootstrap_refuses_bad_input_and_needs_two_blocks():
@@ -366,7 +381,7 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert "must be a multiple of heads" in refused.stderr and not (tmp_path / "p").exists()
     result = _run(
         "eval", "student", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
-        "--json", str(tmp_path / "student.json"),
+        "--json", str(tmp_path / "student.json"), "--against", str(student),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "student.json").read_text())
@@ -376,6 +391,8 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert "teacher top probability 0.0-0.3" in result.stdout
     low, high = report["student_top1_agreement_interval_95"]  # two logs: blocks to resample
     assert low <= report["student_top1_agreement"] <= high and "block bootstrap interval" in result.stdout
+    paired = report["agreement_minus_against"]  # against itself: nothing between them
+    assert paired["difference"] == 0.0 and paired["interval_95"] == [0.0, 0.0] and "minus --against" in result.stdout
     result = _run(
         "eval", "planner", "--data", str(cache), "--student", str(student), "--teacher", str(teacher),
         "--planner", str(tmp_path / "planner0" / "planner_v1.0"),

@@ -84,6 +84,22 @@ def agreement_by_teacher_confidence(teacher: np.ndarray, agreement: np.ndarray) 
     return bands
 
 
+def frame_agreement(student: LatentActionStudent, samples: StudentSamples) -> np.ndarray:
+    """(N,) per frame, the share of the 12 steps where the student's top code is the teacher's."""
+    predicted = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
+    return (predicted["probabilities"].argmax(-1) == samples.probabilities.argmax(-1)).mean(axis=1)
+
+
+def agreement_difference(student_agreement: np.ndarray, other_agreement: np.ndarray, logs: np.ndarray) -> dict:
+    """One student's top-1 agreement minus another's on the same frames: paired, so the
+    interval (block bootstrap of the per-frame difference) is far narrower than either's own."""
+    difference = np.asarray(student_agreement, dtype=np.float64) - np.asarray(other_agreement, dtype=np.float64)
+    return {
+        "difference": float(difference.mean()),
+        "interval_95": block_bootstrap_interval(difference, logs),
+    }
+
+
 def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marginal: np.ndarray) -> dict:
     """KL and top-1 agreement of the student and of the constant marginal ``marginal`` (T, K)."""
     predicted = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
