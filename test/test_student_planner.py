@@ -96,7 +96,7 @@ def test_student_loss_adds_the_teacher_top1_cross_entropy_only_when_asked():
     by_hand = F.cross_entropy(logits.reshape(-1, 16), teacher.argmax(-1).reshape(-1))
     assert "teacher_top1_cross_entropy" not in plain_terms
     assert float(hard_terms["teacher_top1_cross_entropy"]) == pytest.approx(float(by_hand), rel=1e-5)
-    assert float(hard - plain) == pytest.approx(0.5 * float(by_hand), rel=1e-4)
+    assert float((hard - plain).detach()) == pytest.approx(0.5 * float(by_hand), rel=1e-4)
     nan = float("nan")  # compares false with everything: a bare `< 0` check lets it through
     for bad in (
         {"hard_label_weight": -0.1}, {"lam_weight": -1.0}, {"embedding_weight": nan}, {"lam_weight": float("inf")},
