@@ -102,12 +102,7 @@ def _cache_with_teacher(data: Path, scratch: str, teacher: Path | None, args: ar
 def _cmd_eval_student(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from latentvla_ros.evaluation.student_evaluation import (
-        agreement_difference,
-        evaluate_student,
-        frame_agreement,
-        teacher_marginal,
-    )
+    from latentvla_ros.evaluation.student_evaluation import evaluate_student, frame_agreement, teacher_marginal
     from latentvla_ros.models.student import LatentActionStudent
     from latentvla_ros.models.student_features import load_student_samples
 
@@ -122,13 +117,12 @@ def _cmd_eval_student(args: argparse.Namespace) -> int:
         marginal = np.asarray(description["teacher_marginal"])
     else:
         marginal = teacher_marginal(samples.probabilities)  # of this data: flatters the baseline
-    report = evaluate_student(student, samples, marginal)
+    against = None if other is None else frame_agreement(other, other_samples)
+    report = evaluate_student(student, samples, marginal, against)
     _print_student_report(report)
     if other is not None:
-        paired = agreement_difference(
-            frame_agreement(student, samples), frame_agreement(other, other_samples), samples.log
-        )
-        report["agreement_minus_against"] = {**paired, "against": str(args.against)}
+        paired = report["agreement_minus_against"]
+        paired["against"] = str(args.against)
         low, high = paired["interval_95"] or (float("nan"), float("nan"))
         print(
             f"top-1 agreement minus --against's, same frames: {paired['difference']:+.3f} "

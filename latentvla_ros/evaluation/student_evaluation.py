@@ -87,7 +87,12 @@ def agreement_by_teacher_confidence(teacher: np.ndarray, agreement: np.ndarray) 
 def frame_agreement(student: LatentActionStudent, samples: StudentSamples) -> np.ndarray:
     """(N,) per frame, the share of the 12 steps where the student's top code is the teacher's."""
     predicted = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
-    return (predicted["probabilities"].argmax(-1) == samples.probabilities.argmax(-1)).mean(axis=1)
+    return _step_agreement(predicted["probabilities"], samples.probabilities).mean(axis=1)
+
+
+def _step_agreement(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """(N, T) whether the student's most likely code is the teacher's, from (N, T, K) each."""
+    return student.argmax(-1) == teacher.argmax(-1)
 
 
 def agreement_difference(student_agreement: np.ndarray, other_agreement: np.ndarray, logs: np.ndarray) -> dict:
@@ -100,11 +105,18 @@ def agreement_difference(student_agreement: np.ndarray, other_agreement: np.ndar
     }
 
 
-def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marginal: np.ndarray) -> dict:
-    """KL and top-1 agreement of the student and of the constant marginal ``marginal`` (T, K)."""
+def evaluate_student(
+    student: LatentActionStudent,
+    samples: StudentSamples,
+    marginal: np.ndarray,
+    against: np.ndarray | None = None,
+) -> dict:
+    """KL and top-1 agreement of the student and of the constant marginal ``marginal`` (T, K);
+    with ``against`` (N,), another student's ``frame_agreement`` on these frames, the paired
+    difference too."""
     predicted = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
     teacher_tokens = samples.probabilities.argmax(-1)
-    agreement = predicted["probabilities"].argmax(-1) == teacher_tokens
+    agreement = _step_agreement(predicted["probabilities"], samples.probabilities)
     constant = np.broadcast_to(marginal, samples.probabilities.shape)
     constant_agreement = marginal.argmax(-1)[None, :] == teacher_tokens
     report = {
@@ -124,4 +136,6 @@ def evaluate_student(student: LatentActionStudent, samples: StudentSamples, marg
         "visual_embedding_cosine": _cosine(predicted["visual_embedding"], samples.visual_embedding),
     }
     report["agreement_gain_over_constant"] = report["student_top1_agreement"] - report["constant_top1_agreement"]
+    if against is not None:
+        report["agreement_minus_against"] = agreement_difference(agreement.mean(axis=1), against, samples.log)
     return report
