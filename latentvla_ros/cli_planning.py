@@ -123,13 +123,17 @@ def _cmd_eval_student(args: argparse.Namespace) -> int:
     if other is not None:
         paired = report["agreement_minus_against"]
         paired["against"] = str(args.against)
-        low, high = paired["interval_95"] or (float("nan"), float("nan"))
         print(
             f"top-1 agreement minus --against's, same frames: {paired['difference']:+.3f} "
-            f"(95 %: {low:+.3f} to {high:+.3f})"
+            f"(95 %: {_interval(paired['interval_95'], '+.3f')})"
         )
     _write_json(args.json, {**report, "student_version": description["version"], "data": str(args.data)})
     return 0
+
+
+def _interval(interval, spec: str = ".2f") -> str:
+    """``low to high``, or ``n/a`` under two blocks of data (nothing to resample)."""
+    return "n/a" if interval is None else f"{interval[0]:{spec}} to {interval[1]:{spec}}"
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -151,19 +155,30 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
         paths = [*args.planner, *args.no_fusion_planner]
         config = FusionPlanner.load(Path(paths[0]))[0].config if paths else PlannerConfig()
         samples = load_planner_samples(cache, config, keep_perturbed=args.keep_perturbed)
-    rows = compare_planners(
+    rows, paired = compare_planners(
         samples, student, [Path(p) for p in args.planner], [Path(p) for p in args.no_fusion_planner]
     )
-    print(f"{'planner':30s} " + " ".join(f"{column:>13s}" for column in HORIZON_COLUMNS))
+    print(f"{'planner':30s} " + " ".join(f"{column:>13s}" for column in HORIZON_COLUMNS) + "   ADE@4s 95 %")
     for name, row in rows.items():
         cells = [
             f"{row[c]:6.2f}±{row[c + '_std']:<5.2f}" if row.get("seeds", 1) > 1 else f"{row[c]:13.2f}"
             for c in HORIZON_COLUMNS
         ]
-        print(f"{name:30s} " + " ".join(f"{cell:>13s}" for cell in cells))
+        print(
+            f"{name:30s} " + " ".join(f"{cell:>13s}" for cell in cells) + f"   {_interval(row['ade_4s_interval_95'])}"
+        )
     kept = "all samples" if args.keep_perturbed else "samples without an injected perturbation in their 4 s"
     print(f"{len(samples)} held-out {kept} (metres; mean±std over seeds where a planner has several)")
-    payload = {"data": str(args.data), "samples": len(samples), "keep_perturbed": args.keep_perturbed, "planners": rows}
+    print("intervals: block bootstrap over 10 s blocks of the logs; paired on the same samples, ADE@4s (m):")
+    for name, comparison in paired.items():
+        print(f"  {name:40s} {comparison['difference']:+.3f}   95 %: {_interval(comparison['interval_95'], '+.3f')}")
+    payload = {
+        "data": str(args.data),
+        "samples": len(samples),
+        "keep_perturbed": args.keep_perturbed,
+        "planners": rows,
+        "paired_ade_4s": paired,
+    }
     _write_json(args.json, payload)
     return 0
 

@@ -16,9 +16,14 @@ import torch.nn.functional as F
 from helpers.lam_cache import write_cache
 
 from latentvla_ros.core.driving_command import DrivingCommand
-from latentvla_ros.evaluation.block_bootstrap import block_bootstrap_interval
-from latentvla_ros.evaluation.planner_evaluation import aggregate, displacement_errors
-from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence, agreement_difference
+from latentvla_ros.evaluation.block_bootstrap import block_bootstrap_interval, paired_difference
+from latentvla_ros.evaluation.planner_evaluation import (
+    aggregate,
+    displacement_errors,
+    paired_comparisons,
+    sample_ade,
+)
+from latentvla_ros.evaluation.student_evaluation import agreement_by_teacher_confidence
 from latentvla_ros.models.checkpoint import CheckpointError, resume_point
 from latentvla_ros.models.planner import (
     POSITION_LOSSES,
@@ -148,11 +153,31 @@ def test_paired_difference_is_narrower_than_either_students_interval():
     scene = np.concatenate([np.repeat(rng.uniform(0.4, 0.95, size=5), 100)[:450] for _ in range(8)])  # 10 s stretches
     other = np.clip(scene + rng.normal(0.0, 0.05, size=len(logs)), 0.0, 1.0)
     better = np.clip(scene + 0.02 + rng.normal(0.0, 0.05, size=len(logs)), 0.0, 1.0)
-    paired = agreement_difference(better, other, logs)
+    paired = paired_difference(better, other, logs)
     low, high = paired["interval_95"]
     assert low <= paired["difference"] <= high and 0.0 < low < 0.02 < high < 0.04
     own_low, own_high = block_bootstrap_interval(better, logs)
     assert own_high - own_low > 5 * (high - low)
+
+
+def test_paired_planner_comparisons_follow_the_sign_and_need_both_planners():
+    """A planner 0.3 m better than its ablation on every sample of shared hard and easy
+    stretches: the paired difference is -0.3 with a tight interval; a planner exactly half of
+    constant velocity's error gives 0 against that bar; a pair with a missing planner is left out."""
+    rng = np.random.default_rng(3)
+    logs = np.repeat(np.arange(6), 300)
+    scene = np.concatenate([np.repeat(rng.uniform(0.5, 3.0, size=3), 100) for _ in range(6)])
+    ade = {
+        "no_fusion": scene + 0.3 + rng.normal(0.0, 0.05, size=len(logs)),
+        "latentvla_student": scene + rng.normal(0.0, 0.05, size=len(logs)),
+    }
+    ade["constant_velocity"] = 2.0 * ade["latentvla_student"]
+    paired = paired_comparisons(ade, logs)
+    assert set(paired) == {"student_minus_no_fusion", "student_minus_half_constant_velocity"}
+    low, high = paired["student_minus_no_fusion"]["interval_95"]
+    assert -0.32 < low <= paired["student_minus_no_fusion"]["difference"] <= high < -0.28
+    assert paired["student_minus_half_constant_velocity"] == {"difference": 0.0, "interval_95": (0.0, 0.0)}
+    assert sample_ade(np.zeros((2, 8, 3)), np.full((2, 8, 3), 3.0)) == pytest.approx([np.hypot(3, 3)] * 2)
 
 
 def test_block_bootstrap_refuses_bad_input_and_needs_two_blocks():
@@ -407,6 +432,18 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     # The test cache drives straight at 10 m/s: constant velocity is exact.
     assert rows["constant_velocity"]["ade_4s"] == pytest.approx(0.0, abs=1e-6)
     assert rows["latentvla_student"]["ade_4s"] > 0.0
+    for row in rows.values():  # two logs of 80 frames: blocks to resample
+        low, high = row["ade_4s_interval_95"]
+        assert low - 1e-6 <= row["ade_4s"] <= high + 1e-6  # float32 errors, float64 resamples
+    paired = json.loads((tmp_path / "planner.json").read_text())["paired_ade_4s"]
+    assert set(paired) == {
+        "student_minus_no_fusion", "student_minus_half_constant_velocity", "student_minus_shuffled_latents",
+        "teacher_minus_student",
+    }  # fmt: skip
+    # Constant velocity is exact here, so the planner minus half of it is the planner's own ADE.
+    half = paired["student_minus_half_constant_velocity"]
+    assert half["difference"] == pytest.approx(rows["latentvla_student"]["ade_4s"], rel=1e-6)
+    assert "student_minus_no_fusion" in result.stdout and "ADE@4s 95 %" in result.stdout
 
 
 def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import torch
 
-from latentvla_ros.evaluation.block_bootstrap import BLOCK_FRAMES, block_bootstrap_interval
+from latentvla_ros.evaluation.block_bootstrap import BLOCK_FRAMES, block_bootstrap_interval, paired_difference
 from latentvla_ros.models.student import LatentActionStudent
 from latentvla_ros.models.student_features import StudentSamples
 
@@ -95,16 +95,6 @@ def _step_agreement(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     return student.argmax(-1) == teacher.argmax(-1)
 
 
-def agreement_difference(student_agreement: np.ndarray, other_agreement: np.ndarray, logs: np.ndarray) -> dict:
-    """One student's top-1 agreement minus another's on the same frames: paired, so the
-    interval (block bootstrap of the per-frame difference) is far narrower than either's own."""
-    difference = np.asarray(student_agreement, dtype=np.float64) - np.asarray(other_agreement, dtype=np.float64)
-    return {
-        "difference": float(difference.mean()),
-        "interval_95": block_bootstrap_interval(difference, logs),
-    }
-
-
 def evaluate_student(
     student: LatentActionStudent,
     samples: StudentSamples,
@@ -137,5 +127,5 @@ def evaluate_student(
     }
     report["agreement_gain_over_constant"] = report["student_top1_agreement"] - report["constant_top1_agreement"]
     if against is not None:
-        report["agreement_minus_against"] = agreement_difference(agreement.mean(axis=1), against, samples.log)
+        report["agreement_minus_against"] = paired_difference(agreement.mean(axis=1), against, samples.log)
     return report
