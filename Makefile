@@ -129,9 +129,10 @@ PLANNER_SEEDS := 0 1 2
 # STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000" the student reached 0.819 (measured with
 # --lam-weight 0 and the teacher on the 84 minutes) but the planners 0.535x (README "C's whole
 # chain"; stage by stage, ~2 h 40 min estimated).
-# Within the shipped tokens the best student measured is 0.798: EXTRA_DRIVE_SEEDS="9 10 11 12 13 14 15"
-# STUDENT_RECIPE="--batch-size 64 --steps 20000 --hard-label-weight 0.5" (~2 h of student on a
-# slow 2-core machine; 0.780 with 10,000 steps; measured with the teacher on the
+# Within the shipped tokens the best student measured is 0.798 (0.795 with --seed 1):
+# EXTRA_DRIVE_SEEDS="9 10 11 12 13 14 15"
+# STUDENT_RECIPE="--batch-size 64 --steps 20000 --hard-label-weight 0.5" (63 min of student alone
+# on a slow 2-core machine; 0.780 with 10,000 steps; measured with the teacher on the
 # 84 minutes and the extra drives unlabelled; here make would train the teacher and label on
 # them too, not measured; README "Twice the samples again").
 EXTRA_DRIVE_SEEDS :=
