@@ -144,6 +144,7 @@ def _write_json(path: str | None, payload: dict) -> None:
 
 
 def _cmd_eval_planner(args: argparse.Namespace) -> int:
+    from latentvla_ros.evaluation.block_bootstrap import BLOCK_FRAMES
     from latentvla_ros.evaluation.planner_evaluation import compare_planners
     from latentvla_ros.models.planner import FusionPlanner, PlannerConfig
     from latentvla_ros.models.planner_features import load_planner_samples
@@ -169,7 +170,10 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
         )
     kept = "all samples" if args.keep_perturbed else "samples without an injected perturbation in their 4 s"
     print(f"{len(samples)} held-out {kept} (metres; mean±std over seeds where a planner has several)")
-    print("intervals: block bootstrap over 10 s blocks of the logs; paired on the same samples, ADE@4s (m):")
+    print(
+        f"intervals: block bootstrap over {BLOCK_FRAMES}-frame blocks of each log; "
+        "paired on the same samples, ADE@4s (m):"
+    )
     for name, comparison in paired.items():
         print(f"  {name:40s} {comparison['difference']:+.3f}   95 %: {_interval(comparison['interval_95'], '+.3f')}")
     payload = {

@@ -66,7 +66,7 @@ def constant_velocity_poses(samples: PlannerSamples, num_poses: int = 8, interva
 
 def displacement_errors(predicted: np.ndarray, target: np.ndarray, interval_s: float = 0.5) -> dict:
     """ADE and FDE (m) at each horizon of :data:`HORIZONS_S` over (N, P, >=2) poses."""
-    distance = np.linalg.norm(predicted[..., :2] - target[..., :2], axis=-1)
+    distance = pose_distances(predicted, target)
     report = {}
     for horizon in HORIZONS_S:
         poses = round(horizon / interval_s)
@@ -77,10 +77,15 @@ def displacement_errors(predicted: np.ndarray, target: np.ndarray, interval_s: f
     return report
 
 
+def pose_distances(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(N, P) planar distance (m) between each predicted pose and its target."""
+    return np.linalg.norm(predicted[..., :2] - target[..., :2], axis=-1)
+
+
 def sample_ade(predicted: np.ndarray, target: np.ndarray, horizon_s: float = PAIRED_HORIZON_S, interval_s: float = 0.5):
     """(N,) each sample's ADE (m) over the poses up to ``horizon_s``: what the intervals resample."""
     poses = round(horizon_s / interval_s)
-    return np.linalg.norm(predicted[:, :poses, :2] - target[:, :poses, :2], axis=-1).mean(axis=1)
+    return pose_distances(predicted[:, :poses], target[:, :poses]).mean(axis=1)
 
 
 def paired_comparisons(ade: dict[str, np.ndarray], logs: np.ndarray) -> dict:
@@ -123,22 +128,23 @@ def compare_planners(samples: PlannerSamples, student, fusion_paths: list, no_fu
     from latentvla_ros.evaluation.student_evaluation import predict_student
 
     rows, ade = {}, {}
-    seeded = {"latentvla_student", "latentvla_teacher", "latentvla_shuffled_latents", "no_fusion"}
 
-    def score(name: str, runs: list[np.ndarray]) -> None:
+    def score(name: str, runs: list[np.ndarray], trained: bool = True) -> None:
+        """``runs``: one (N, 8, 3) prediction per trained seed (aggregated), or the one baseline's."""
         errors = [displacement_errors(poses, samples.trajectories) for poses in runs]
-        rows[name] = aggregate(errors) if name in seeded else errors[0]
+        rows[name] = aggregate(errors) if trained else errors[0]
         ade[name] = np.mean([sample_ade(poses, samples.trajectories) for poses in runs], axis=0)
         rows[name][f"ade_{PAIRED_HORIZON_S:g}s_interval_95"] = block_bootstrap_interval(ade[name], samples.log)
 
     fusion = [FusionPlanner.load(path) for path in fusion_paths]
     no_fusion = [FusionPlanner.load(path)[0] for path in no_fusion_paths]
-    score("constant_velocity", [constant_velocity_poses(samples)])
+    score("constant_velocity", [constant_velocity_poses(samples)], trained=False)
     mean_trajectory = next((d["mean_trajectory"] for _, d in fusion if "mean_trajectory" in d), None)
     if mean_trajectory is not None:
         score(
             "constant_mean_trajectory",
             [np.broadcast_to(np.asarray(mean_trajectory), samples.trajectories.shape)],
+            trained=False,
         )
     if fusion:
         latents = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
