@@ -75,6 +75,51 @@ def test_student_output_shapes_match_the_teacher_output():
     assert output.visual_embedding.shape == (3, 24)
 
 
+def test_autoregressive_student_reads_only_the_codes_before_each_step():
+    """The teacher's step-k distribution follows its own greedy codes before k: the student's
+    step k reads codes < k and nothing after, and greedy decoding is the teacher-forced pass
+    on the codes it chose."""
+    torch.manual_seed(0)
+    student = LatentActionStudent(replace(SMALL_STUDENT, autoregressive=True)).eval()
+    frames, status, commands = _inputs(3)
+    codes = torch.from_numpy(np.random.default_rng(1).integers(0, 16, size=(3, 12)))
+    changed = codes.clone()
+    changed[:, 5] = (changed[:, 5] + 1) % 16
+    with torch.no_grad():
+        forced, other = student(frames, status, commands, codes), student(frames, status, commands, changed)
+        greedy = student(frames, status, commands)
+        replayed = student(frames, status, commands, greedy.tokens)
+    torch.testing.assert_close(other.logits[:, :6], forced.logits[:, :6])
+    assert float((other.logits[:, 6:] - forced.logits[:, 6:]).abs().max()) > 1e-3
+    torch.testing.assert_close(other.visual_embedding, forced.visual_embedding)
+    assert torch.equal(replayed.tokens, greedy.tokens)
+    torch.testing.assert_close(replayed.logits, greedy.logits)
+    with pytest.raises(ValueError, match="autoregressive"):
+        LatentActionStudent(replace(SMALL_STUDENT, autoregressive=False))(frames, status, commands, codes)
+    # Checkpoints written before the option existed hold a one-pass student.
+    values = replace(SMALL_STUDENT, autoregressive=True).to_dict()
+    del values["autoregressive"]
+    assert StudentConfig.from_dict(values).autoregressive is False
+
+
+def test_student_loss_feeds_an_autoregressive_student_the_teachers_codes():
+    torch.manual_seed(0)
+    student = LatentActionStudent(replace(SMALL_STUDENT, autoregressive=True))
+    frames, status, commands = _inputs(2)
+    teacher = torch.softmax(3 * torch.randn(2, 12, 16), -1)
+    batch = {
+        "frames": frames, "ego_status": status, "commands": commands, "probabilities": teacher,
+        "action_embeddings": torch.zeros(2, 12, 24), "visual_embedding": torch.zeros(2, 24),
+        "lam_targets": torch.full((2, 12), -1),
+    }  # fmt: skip
+    _, terms = student_loss(StudentTrainingConfig(lam_weight=0.0))(student, batch)
+    with torch.no_grad():
+        forced = student(frames, status, commands, teacher.argmax(-1)).logits
+        greedy = student.eval()(frames, status, commands).logits
+    assert float(terms["kl"]) == pytest.approx(float(distillation_kl(forced, teacher)), rel=1e-5)
+    assert float(terms["kl"]) != pytest.approx(float(distillation_kl(greedy, teacher)), rel=1e-3)
+
+
 def test_distillation_kl_is_zero_only_when_the_distributions_match():
     logits = torch.randn(4, 12, 16)
     for temperature in (1.0, 2.0):

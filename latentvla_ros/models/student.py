@@ -7,6 +7,9 @@ encoder; the ego status and the driving command become one token each; 12 learne
 distribution over the 16 ego-action codes of one future step and an embedding in the
 teacher's fusion space; the mean image token gives the visual embedding. So the
 planner's fusion takes the student's output exactly where it takes the teacher's.
+With ``autoregressive`` (off in the recipe) each slot also reads the code of the step
+before it, as the teacher's step k reads its own greedy codes before k: trained on the
+teacher's codes, decoded greedily (the image goes through the encoder once).
 
 Trained by :func:`distillation_kl` to the teacher's per-step distributions (plus,
 optionally, cross-entropy on the LAM's own tokens and a regression on the teacher's
@@ -43,6 +46,9 @@ class StudentConfig:
     encoder_channels: tuple[int, ...] = (24, 48, 96, 128)  # one stride-2 stage each
     blocks_per_stage: int = 0  # residual 3x3 blocks after each stride-2 conv
     dropout: float = 0.0
+    # Each action slot also reads the code chosen for the step before it, as the teacher's
+    # distribution at step k is conditioned on its own greedy codes before k; decoded greedily.
+    autoregressive: bool = False
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -65,6 +71,7 @@ class StudentConfig:
     def from_dict(values: dict) -> StudentConfig:
         values = dict(values)
         values["encoder_channels"] = tuple(values["encoder_channels"])
+        values.setdefault("autoregressive", False)  # checkpoints from before the option: one pass
         return StudentConfig(**values)
 
 
@@ -152,6 +159,13 @@ class LatentActionStudent(nn.Module):
         )
         self.command_token = nn.Embedding(len(DrivingCommand), config.width)
         self.action_slots = nn.Parameter(torch.zeros(1, config.horizon, config.width))
+        if config.autoregressive:  # the code before each step; index codebook_size starts the sequence
+            self.previous_action = nn.Embedding(config.codebook_size + 1, config.width)
+            causal = torch.triu(torch.ones(config.horizon, config.horizon, dtype=torch.bool), 1)
+            context_size = config.image_tokens + 2
+            # Slot k attends to the whole context and to slots up to k (True: blocked).
+            blocked = torch.cat([torch.zeros(config.horizon, context_size, dtype=torch.bool), causal], dim=1)
+            self.register_buffer("slot_mask", blocked, persistent=False)
         layer = nn.TransformerEncoderLayer(
             config.width, config.heads, 4 * config.width, config.dropout, activation="gelu", batch_first=True,
             norm_first=True,
@@ -164,15 +178,57 @@ class LatentActionStudent(nn.Module):
         nn.init.normal_(self.image_position, std=0.02)
         nn.init.normal_(self.action_slots, std=0.02)
 
-    def forward(self, frames: torch.Tensor, ego_status: torch.Tensor, commands: torch.Tensor) -> StudentOutput:
-        """``frames`` (B, history, H, W, 3) uint8 oldest first; ``ego_status`` (B, 5); ``commands`` (B,)."""
+    def forward(
+        self,
+        frames: torch.Tensor,
+        ego_status: torch.Tensor,
+        commands: torch.Tensor,
+        previous_codes: torch.Tensor | None = None,
+    ) -> StudentOutput:
+        """``frames`` (B, history, H, W, 3) uint8 oldest first; ``ego_status`` (B, 5); ``commands`` (B,).
+        Autoregressive students: ``previous_codes`` (B, T) the codes each step is conditioned on
+        (training: the teacher's; the last is not read); without it, greedy decoding."""
         config = self.config
         features = self.encoder(frames_to_tensor(frames))
         image = self.image_projection(features.flatten(2).transpose(1, 2)) + self.image_position
         ego = self.ego_token(scaled_ego_status(ego_status)).unsqueeze(1)
         command = self.command_token(commands.long()).unsqueeze(1)
+        context = torch.cat([image, ego, command], dim=1)
         slots = self.action_slots.expand(len(frames), -1, -1)
-        tokens = self.norm(self.transformer(torch.cat([image, ego, command, slots], dim=1)))
+        if not config.autoregressive:
+            if previous_codes is not None:
+                raise ValueError("previous_codes: this student is not autoregressive (StudentConfig.autoregressive)")
+            return self._outputs(self.transformer(torch.cat([context, slots], dim=1)))
+        # The context attends only to itself: it goes through the layers once, and each
+        # decoding step reruns only the 12 slots against every layer's cached context.
+        layer_inputs = []
+        for layer in self.transformer.layers:
+            layer_inputs.append(context)
+            context = layer(context)
+        if previous_codes is not None:
+            return self._outputs(torch.cat([context, self._slots(layer_inputs, slots, previous_codes.long())], dim=1))
+        codes = torch.zeros(len(frames), config.horizon, dtype=torch.long, device=context.device)
+        for step in range(config.horizon):  # slot k sees codes < k only, so pass k fixes code k
+            actions = self._slots(layer_inputs, slots, codes)
+            codes[:, step] = self.action_head(self.norm(actions[:, step])).argmax(dim=-1)
+        return self._outputs(torch.cat([context, actions], dim=1))
+
+    def _slots(self, layer_inputs: list[torch.Tensor], slots: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The action slots through every layer (pre-norm, as ``nn.TransformerEncoderLayer``),
+        each conditioned on the code before it; the context's inputs per layer are given."""
+        start = torch.full_like(codes[:, :1], self.config.codebook_size)
+        x = slots + self.previous_action(torch.cat([start, codes[:, :-1]], dim=1))
+        for layer, context in zip(self.transformer.layers, layer_inputs, strict=True):
+            queries = layer.norm1(x)
+            memory = torch.cat([layer.norm1(context), queries], dim=1)
+            attended = layer.self_attn(queries, memory, memory, attn_mask=self.slot_mask, need_weights=False)[0]
+            x = x + layer.dropout1(attended)
+            x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+        return x
+
+    def _outputs(self, tokens: torch.Tensor) -> StudentOutput:
+        config = self.config
+        tokens = self.norm(tokens)
         actions = tokens[:, -config.horizon :]
         logits = self.action_head(actions)
         probabilities = torch.softmax(logits, dim=-1)

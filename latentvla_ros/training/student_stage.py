@@ -72,7 +72,9 @@ def collate_rows(samples: StudentSamples):
 
 def student_loss(training: StudentTrainingConfig):
     def loss(model, batch):
-        output = model(batch["frames"], batch["ego_status"], batch["commands"])
+        # Teacher forcing: an autoregressive student reads the teacher's own greedy codes.
+        previous = batch["probabilities"].argmax(-1) if getattr(model, "module", model).config.autoregressive else None
+        output = model(batch["frames"], batch["ego_status"], batch["commands"], previous)
         kl = distillation_kl(output.logits, batch["probabilities"], training.temperature)
         embedding = F.mse_loss(output.action_embeddings, batch["action_embeddings"]) + F.mse_loss(
             output.visual_embedding, batch["visual_embedding"]
