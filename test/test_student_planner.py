@@ -63,6 +63,16 @@ def _latent(batch: int, seed: int = 0, embedding_dim: int = 24) -> LatentInput:
     )
 
 
+def _loss_batch(frames, status, commands, teacher: torch.Tensor) -> dict:
+    """A training batch for ``student_loss``: no embedding targets to speak of, no LAM labels."""
+    batch = len(frames)
+    return {
+        "frames": frames, "ego_status": status, "commands": commands, "probabilities": teacher,
+        "action_embeddings": torch.zeros(batch, 12, 24), "visual_embedding": torch.zeros(batch, 24),
+        "lam_targets": torch.full((batch, 12), -1),
+    }  # fmt: skip
+
+
 def test_student_output_shapes_match_the_teacher_output():
     student = LatentActionStudent(SMALL_STUDENT).eval()
     frames, status, commands = _inputs(3)
@@ -107,11 +117,7 @@ def test_student_loss_feeds_an_autoregressive_student_the_teachers_codes():
     student = LatentActionStudent(replace(SMALL_STUDENT, autoregressive=True))
     frames, status, commands = _inputs(2)
     teacher = torch.softmax(3 * torch.randn(2, 12, 16), -1)
-    batch = {
-        "frames": frames, "ego_status": status, "commands": commands, "probabilities": teacher,
-        "action_embeddings": torch.zeros(2, 12, 24), "visual_embedding": torch.zeros(2, 24),
-        "lam_targets": torch.full((2, 12), -1),
-    }  # fmt: skip
+    batch = _loss_batch(frames, status, commands, teacher)
     _, terms = student_loss(StudentTrainingConfig(lam_weight=0.0))(student, batch)
     with torch.no_grad():
         forced = student(frames, status, commands, teacher.argmax(-1)).logits
@@ -134,11 +140,7 @@ def test_student_loss_adds_the_teacher_top1_cross_entropy_only_when_asked():
     student = LatentActionStudent(SMALL_STUDENT)
     frames, status, commands = _inputs(2)
     teacher = torch.softmax(3 * torch.randn(2, 12, 16), -1)
-    batch = {
-        "frames": frames, "ego_status": status, "commands": commands, "probabilities": teacher,
-        "action_embeddings": torch.zeros(2, 12, 24), "visual_embedding": torch.zeros(2, 24),
-        "lam_targets": torch.full((2, 12), -1),
-    }  # fmt: skip
+    batch = _loss_batch(frames, status, commands, teacher)
     plain, plain_terms = student_loss(StudentTrainingConfig())(student, batch)
     hard, hard_terms = student_loss(StudentTrainingConfig(hard_label_weight=0.5))(student, batch)
     with torch.no_grad():
