@@ -34,11 +34,12 @@ from latentvla_ros.models.planner import (
     bev_cell_centres,
     planner_loss,
 )
-from latentvla_ros.models.planner_features import perturbed_future
+from latentvla_ros.models.planner_features import load_planner_samples, perturbed_future
 from latentvla_ros.models.student import PAPER_STUDENT, LatentActionStudent, StudentConfig, distillation_kl
+from latentvla_ros.models.student_features import resize_frames
 from latentvla_ros.models.teacher.teacher_config import TeacherConfig
 from latentvla_ros.models.teacher.teacher_model import LatentActionTeacher
-from latentvla_ros.training.planner_stage import PlannerTrainingConfig
+from latentvla_ros.training.planner_stage import PlannerTrainingConfig, student_latents
 from latentvla_ros.training.student_stage import StudentTrainingConfig, student_loss
 
 SMALL_STUDENT = StudentConfig(width=32, layers=1, heads=2, encoder_channels=(8, 16, 16, 32), embedding_dim=24)
@@ -355,6 +356,29 @@ def test_samples_whose_future_holds_a_perturbation_are_left_out_but_recoveries_s
     # Futures [t, t + 4 s) that overlap [10 s, 12 s): t = 7..11; from 12 s on, the recovery is kept.
     assert np.flatnonzero(perturbed).tolist() == [7, 8, 9, 10, 11]
     assert not perturbed_future(stamps, np.zeros((0, 3), np.int64), 4.0).any()
+
+
+def test_a_student_of_another_input_size_reads_its_own_frames(tmp_path):
+    """The planner and the student each resize the camera frame to their own input size, as
+    on the car; planner training and evaluation give the student its size, not the planner's."""
+    cache = write_cache(tmp_path / "cache", frame_shape=(128, 256))
+    student = LatentActionStudent(replace(SMALL_STUDENT, image_height=32, image_width=64)).eval()
+    same = load_planner_samples(cache, SMALL_PLANNER, "train", student_size=(64, 128))
+    assert same.student_images is same.images  # one size: one array in memory
+    samples = load_planner_samples(cache, SMALL_PLANNER, "train", student_size=(32, 64))
+    assert samples.images.shape[1:3] == (64, 128) and samples.student_images.shape[1:3] == (32, 64)
+    frames = np.load(cache / "log_a" / "frames.npy")  # from the camera's frames, not the planner's
+    np.testing.assert_array_equal(samples.student_images, resize_frames(frames, 64, 32))
+    latents = student_latents(student, samples.subset(np.arange(4)))
+    with torch.inference_mode():
+        expected = student(
+            torch.from_numpy(samples.student_images[samples.history[:4]]),
+            torch.from_numpy(samples.ego_status[:4]),
+            torch.from_numpy(samples.commands[:4]),
+        )
+    np.testing.assert_allclose(latents["probabilities"], expected.probabilities.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="the student reads"):
+        student_latents(student, same)
 
 
 def test_displacement_errors_by_hand():

@@ -147,7 +147,9 @@ def compare_planners(samples: PlannerSamples, student, fusion_paths: list, no_fu
             trained=False,
         )
     if fusion:
-        latents = predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
+        latents = predict_student(
+            student, samples.student_images, samples.history, samples.ego_status, samples.commands
+        )
         score("latentvla_student", [predict_planner(p, samples, latents) for p, _ in fusion])
         if samples.teacher is not None:
             teacher = {name: samples.teacher[name] for name in latents}

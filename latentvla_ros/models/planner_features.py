@@ -27,12 +27,16 @@ from latentvla_ros.models.teacher.teacher_targets import load_teacher_targets, s
 
 @dataclass(frozen=True)
 class PlannerSamples:
-    """``images`` (F, h, w, 3) uint8 every frame once; per sample (N): ``frame`` the current
-    frame's row in ``images``; ``history`` (N, 2) the student's frames; ``ego_status`` (N, 5);
+    """``images`` (F, h, w, 3) uint8 every frame once, at the planner's input size;
+    ``student_images`` the same frames at the student's (the same array when the sizes
+    match; each network resizes the camera frame itself, as on the car); per sample (N):
+    ``frame`` the current frame's row in ``images``; ``history`` (N, 2) the student's frames
+    (rows of ``student_images``); ``ego_status`` (N, 5);
     ``commands``; ``trajectories`` (N, 8, 3) float32; ``bev`` (N, 3, S, S) uint8 and
     ``has_bev`` (N,); ``teacher`` the teacher's outputs per sample or None; ``log`` (N,)."""
 
     images: np.ndarray
+    student_images: np.ndarray
     frame: np.ndarray
     history: np.ndarray
     ego_status: np.ndarray
@@ -50,7 +54,7 @@ class PlannerSamples:
         values = {}
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.name == "images":
+            if field.name in ("images", "student_images"):
                 values[field.name] = value
             elif field.name == "teacher":
                 values[field.name] = None if value is None else {k: v[rows] for k, v in value.items()}
@@ -68,7 +72,15 @@ def perturbed_future(stamps_ns: np.ndarray, perturbations: np.ndarray, horizon_s
     return np.any((start[None, :] < later) & (end[None, :] > stamps_ns[:, None]), axis=1)
 
 
-def _from_log(log: LogSamples, log_dir: Path, config: PlannerConfig, offset: int, number: int, keep_perturbed: bool):
+def _from_log(
+    log: LogSamples,
+    log_dir: Path,
+    config: PlannerConfig,
+    offset: int,
+    number: int,
+    keep_perturbed: bool,
+    student_size: tuple[int, int] | None,
+):
     arrays = log.samples
     horizon_s = config.num_poses * config.interval_s
     keep = np.ones(len(arrays["stamps_ns"]), dtype=bool)
@@ -91,8 +103,10 @@ def _from_log(log: LogSamples, log_dir: Path, config: PlannerConfig, offset: int
                 name: targets[name][rows]
                 for name in ("probabilities", "tokens", "action_embeddings", "visual_embedding")
             }
+    images = resize_frames(log.frames, config.image_width, config.image_height)
     return PlannerSamples(
-        images=resize_frames(log.frames, config.image_width, config.image_height),
+        images=images,
+        student_images=images if student_size is None else resize_frames(log.frames, student_size[1], student_size[0]),
         frame=frame + offset,
         history=student_history(frame, step_frames_of(log), 2) + offset,
         ego_status=arrays["ego_status"][keep].astype(np.float32),
@@ -106,14 +120,21 @@ def _from_log(log: LogSamples, log_dir: Path, config: PlannerConfig, offset: int
 
 
 def load_planner_samples(
-    cache_dir: Path, config: PlannerConfig, split: str | None = None, keep_perturbed: bool = False
+    cache_dir: Path,
+    config: PlannerConfig,
+    split: str | None = None,
+    keep_perturbed: bool = False,
+    student_size: tuple[int, int] | None = None,
 ) -> PlannerSamples:
     """Samples of every log of a cache (one split, if given); ``teacher`` only when every log has
-    teacher outputs."""
+    teacher outputs. ``student_size`` (height, width): the student's input size, where it
+    differs from the planner's (None: the planner's)."""
+    if student_size is not None and tuple(student_size) == (config.image_height, config.image_width):
+        student_size = None
     parts, offset = [], 0
     for number, entry in enumerate(log_entries(cache_dir, split)):
         log_dir = Path(cache_dir) / entry["name"]
-        part = _from_log(LogSamples.load(log_dir), log_dir, config, offset, number, keep_perturbed)
+        part = _from_log(LogSamples.load(log_dir), log_dir, config, offset, number, keep_perturbed, student_size)
         offset += len(part.images)
         parts.append(part)
     if not sum(len(part) for part in parts):
@@ -124,6 +145,9 @@ def load_planner_samples(
     joined = {
         field.name: np.concatenate([getattr(part, field.name) for part in parts])
         for field in fields(PlannerSamples)
-        if field.name != "teacher"
+        if field.name not in ("teacher", "student_images")
     }
-    return PlannerSamples(**joined, teacher=teacher)
+    student_images = joined["images"]  # one array in memory when both networks read one size
+    if student_size is not None:
+        student_images = np.concatenate([part.student_images for part in parts])
+    return PlannerSamples(**joined, student_images=student_images, teacher=teacher)

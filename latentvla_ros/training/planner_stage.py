@@ -56,16 +56,15 @@ def planner_name(use_fusion: bool) -> str:
     return f"planner_v{MODEL_VERSION}" if use_fusion else f"planner_nofusion_v{MODEL_VERSION}"
 
 
-def student_latents(student: LatentActionStudent | None, samples: PlannerSamples, config: PlannerConfig) -> dict | None:
-    """The frozen student's outputs for every sample (None without a student)."""
+def student_latents(student: LatentActionStudent | None, samples: PlannerSamples) -> dict | None:
+    """The frozen student's outputs for every sample (None without a student), each from the
+    frames at the student's own input size (``load_planner_samples(student_size=...)``)."""
     if student is None:
         return None
-    if (student.config.image_height, student.config.image_width) != (config.image_height, config.image_width):
-        raise CheckpointError(
-            f"student input {student.config.image_height}x{student.config.image_width} differs from the planner's "
-            f"{config.image_height}x{config.image_width}: both read the same resized frames"
-        )
-    return predict_student(student, samples.images, samples.history, samples.ego_status, samples.commands)
+    size = (student.config.image_height, student.config.image_width)
+    if samples.student_images.shape[1:3] != size:
+        raise ValueError(f"samples hold frames of {samples.student_images.shape[1:3]}, the student reads {size}")
+    return predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
 
 
 def collate_planner(samples: PlannerSamples, latents: dict | None):
@@ -128,10 +127,11 @@ def train_planner(
         planner = FusionPlanner(config)
         checkpoint = out_dir / CHECKPOINT
         start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir, config.to_dict())
-        samples = load_planner_samples(data, config, "train")
-        validation = load_planner_samples(data, config, "val")
-        latents = student_latents(student, samples, config)
-        validation_latents = student_latents(student, validation, config)
+        student_size = None if student is None else (student.config.image_height, student.config.image_width)
+        samples = load_planner_samples(data, config, "train", student_size=student_size)
+        validation = load_planner_samples(data, config, "val", student_size=student_size)
+        latents = student_latents(student, samples)
+        validation_latents = student_latents(student, validation)
         write_training_config(out_dir, config.to_dict(), training)
         planner.to(runtime.device)
 
