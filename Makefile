@@ -135,7 +135,7 @@ PLANNER_SEEDS := 0 1 2
 # on a slow 2-core machine; 0.780 with 10,000 steps; measured with the teacher on the
 # 84 minutes and the extra drives unlabelled; here make would train the teacher and label on
 # them too, not measured; README "Twice the samples again"). The same student at 32 x 64 frames
-# agrees as closely (0.800 fresh, one seed) in ~40 % of the time: add
+# agrees as closely (0.800 fresh at two seeds) in ~40 % of the time: add
 # --set image_height=32 --set image_width=64 to that STUDENT_RECIPE (README "A student at a
 # quarter of the pixels"; the whole chain with it has not run through make).
 EXTRA_DRIVE_SEEDS :=
