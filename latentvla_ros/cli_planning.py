@@ -155,8 +155,9 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
         cache = _cache_with_teacher(Path(args.data), scratch, Path(args.teacher) if args.teacher else None, args)
         paths = [*args.planner, *args.no_fusion_planner]
         config = FusionPlanner.load(Path(paths[0]))[0].config if paths else PlannerConfig()
-        student_size = (student.config.image_height, student.config.image_width)
-        samples = load_planner_samples(cache, config, keep_perturbed=args.keep_perturbed, student_size=student_size)
+        samples = load_planner_samples(
+            cache, config, keep_perturbed=args.keep_perturbed, student_size=student.config.image_size
+        )
     rows, paired = compare_planners(
         samples, student, [Path(p) for p in args.planner], [Path(p) for p in args.no_fusion_planner]
     )

@@ -58,6 +58,11 @@ class StudentConfig:
             raise ValueError(f"image size must be a multiple of {stride}, got {self.image_height}x{self.image_width}")
 
     @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) the camera frame is resized to."""
+        return self.image_height, self.image_width
+
+    @property
     def image_tokens(self) -> int:
         stride = 2 ** len(self.encoder_channels)
         return (self.image_height // stride) * (self.image_width // stride)

@@ -61,9 +61,10 @@ def student_latents(student: LatentActionStudent | None, samples: PlannerSamples
     frames at the student's own input size (``load_planner_samples(student_size=...)``)."""
     if student is None:
         return None
-    size = (student.config.image_height, student.config.image_width)
-    if samples.student_images.shape[1:3] != size:
-        raise ValueError(f"samples hold frames of {samples.student_images.shape[1:3]}, the student reads {size}")
+    if samples.student_images.shape[1:3] != student.config.image_size:
+        raise ValueError(
+            f"samples hold frames of {samples.student_images.shape[1:3]}, the student reads {student.config.image_size}"
+        )
     return predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
 
 
@@ -127,7 +128,7 @@ def train_planner(
         planner = FusionPlanner(config)
         checkpoint = out_dir / CHECKPOINT
         start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir, config.to_dict())
-        student_size = None if student is None else (student.config.image_height, student.config.image_width)
+        student_size = None if student is None else student.config.image_size
         samples = load_planner_samples(data, config, "train", student_size=student_size)
         validation = load_planner_samples(data, config, "val", student_size=student_size)
         latents = student_latents(student, samples)
