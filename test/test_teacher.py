@@ -75,6 +75,28 @@ def test_small_teacher_round_trips_and_predicts_valid_actions(saved_teacher):
     torch.testing.assert_close(again.probabilities, output.probabilities)
 
 
+def test_one_pass_prediction_equals_a_teacher_forced_pass_over_its_own_tokens(saved_teacher):
+    """predict reads the distributions and embeddings off the decoding steps themselves; a
+    separate teacher-forced pass over the prompt and the decoded tokens (what predict did
+    before) must give the same numbers at every step."""
+    teacher = LatentActionTeacher.from_pretrained(saved_teacher)
+    frames, commands, speeds = _frames(3, seed=4), np.array([0, 1, 3]), np.array([0.0, 8.5, 25.0])
+    output = teacher.predict(frames, commands, speeds)
+    batch = teacher.encode(frames, commands, speeds, targets=output.tokens.numpy())
+    del batch["labels"]
+    with torch.no_grad():
+        forced = teacher.model(**batch, output_hidden_states=True)
+    probabilities = torch.softmax(teacher.action_logits(forced.logits, 12).float(), dim=-1)
+    hidden = forced.hidden_states[-1]
+    image_mask = (batch["mm_token_type_ids"] == 1).unsqueeze(-1).float()
+    visual = (hidden * image_mask).sum(dim=1) / image_mask.sum(dim=1)
+    torch.testing.assert_close(output.probabilities, probabilities, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(output.action_embeddings, hidden[:, -12:], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(output.visual_embedding, visual, atol=1e-4, rtol=1e-4)
+    # The comparison can tell the steps apart: neighbouring positions' embeddings differ.
+    assert not torch.allclose(hidden[:, -12:-1], hidden[:, -11:], atol=1e-3)
+
+
 def test_changed_weights_are_refused(saved_teacher, tmp_path):
     import shutil
 

@@ -293,36 +293,40 @@ class LatentActionTeacher:
 
     @torch.no_grad()
     def predict(self, frames: np.ndarray, commands: np.ndarray, speeds_mps: np.ndarray) -> TeacherOutput:
-        """Greedy decoding constrained to the action tokens, then one teacher-forced pass over
-        the decoded sequence for the distributions and the fusion embeddings."""
+        """Greedy decoding constrained to the action tokens, in one pass: the distributions are
+        the decoding steps' own logits and the embeddings their hidden states, so the sequence
+        is not run through the model a second time (the image encoder and the prompt once)."""
         self.model.eval()
         device = next(self.model.parameters()).device
         horizon = self.config.horizon
         batch = {key: value.to(device) for key, value in self.encode(frames, commands, speeds_mps).items()}
+        # One step past the horizon: its input is the last action token, whose hidden state
+        # is that token's embedding (its own prediction is discarded).
         generated = self.model.generate(
             **batch,
-            max_new_tokens=horizon,
-            min_new_tokens=horizon,
+            max_new_tokens=horizon + 1,
+            min_new_tokens=horizon + 1,
             do_sample=False,
             logits_processor=LogitsProcessorList([_OnlyActionTokens(self.action_token_ids)]),
             pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+            output_hidden_states=True,
         )
-        sequence = generated[:, -horizon:]
-        full = dict(batch)
-        full["input_ids"] = generated
-        full["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(sequence)], dim=1)
-        full["mm_token_type_ids"] = (generated == self.image_token_id).int()
-        output = self.model(**full, output_hidden_states=True)
-        probabilities = torch.softmax(self.action_logits(output.logits, horizon).float(), dim=-1)
-        hidden = output.hidden_states[-1]
-        image_mask = (full["mm_token_type_ids"] == 1).unsqueeze(-1).to(hidden.dtype)
-        visual = (hidden * image_mask).sum(dim=1) / image_mask.sum(dim=1).clamp(min=1.0)
+        sequence = generated.sequences[:, -horizon - 1 : -1]
+        # Raw logits (before the constraint) of the steps that chose the T action tokens.
+        logits = torch.stack(generated.logits[:horizon], dim=1)[:, :, self.action_token_ids.to(device)]
+        probabilities = torch.softmax(logits.float(), dim=-1)
+        prompt_hidden = generated.hidden_states[0][-1]
+        image_mask = (batch["mm_token_type_ids"] == 1).unsqueeze(-1).to(prompt_hidden.dtype)
+        visual = (prompt_hidden * image_mask).sum(dim=1) / image_mask.sum(dim=1).clamp(min=1.0)
+        action_hidden = torch.cat([step[-1][:, -1:] for step in generated.hidden_states[1 : horizon + 1]], dim=1)
         lookup = torch.full((int(self.action_token_ids.max()) + 1,), -1, dtype=torch.long, device=device)
         lookup[self.action_token_ids.to(device)] = torch.arange(len(self.action_token_ids), device=device)
         return TeacherOutput(
             probabilities=probabilities.cpu(),
             tokens=lookup[sequence].cpu(),
-            action_embeddings=hidden[:, -horizon:].float().cpu(),
+            action_embeddings=action_hidden.float().cpu(),
             visual_embedding=visual.float().cpu(),
         )
 
