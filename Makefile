@@ -165,13 +165,10 @@ train-planning: setup
 	test -d $(TRAIN_DIR)/fresh_bags || ( $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags && \
 		$(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags )
 	rm -rf $(TRAIN_DIR)/drive_bags $(TRAIN_DIR)/drive_cache $(TRAIN_DIR)/fresh_cache $(TRAIN_DIR)/student $(TRAIN_DIR)/planner_*
-	$(call BOTH,\
-		$(call TIMED,record seed 3) $(LATENTVLA) record --scenario all --minutes 12 --seed 3 --out $(TRAIN_DIR)/drive_bags && \
-		$(call TIMED,record seed 7) $(LATENTVLA) record --scenario all --minutes 24 --seed 7 --out $(TRAIN_DIR)/drive_bags,\
-		$(call TIMED,record seed 4) $(LATENTVLA) record --scenario all --minutes 12 --seed 4 --out $(TRAIN_DIR)/drive_bags && \
-		$(call TIMED,record seed 8) $(LATENTVLA) record --scenario all --minutes 24 --seed 8 --out $(TRAIN_DIR)/drive_bags)
-	printf '%s\n' $(EXTRA_DRIVE_SEEDS) | xargs -r -P 2 -I SEED sh -c '$(call TIMED,record seed SEED) \
-		$(LATENTVLA) record --scenario all --minutes 24 --seed SEED --out $(TRAIN_DIR)/drive_bags'
+	# One pool of two recordings at a time (each one core), longest first, so no core waits
+	# for a slower pair: the drives' seeds with their minutes ($$0 seed, $$1 minutes).
+	printf '%s %s\n' 7 24 8 24 $(foreach s,$(EXTRA_DRIVE_SEEDS),$(s) 24) 3 12 4 12 | xargs -n 2 -P 2 sh -c \
+		'$(call TIMED,record seed $$0) $(LATENTVLA) record --scenario all --minutes $$1 --seed $$0 --out $(TRAIN_DIR)/drive_bags'
 	cp -al $(TRAIN_DIR)/train_bags/. $(TRAIN_DIR)/drive_bags/
 	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
 	$(call TIMED,dataset fresh) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
