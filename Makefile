@@ -146,15 +146,12 @@ PLANNER_SEEDS := 0
 # STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000" the student reached 0.819 (measured with
 # --lam-weight 0 and the teacher on the 84 minutes) but the planners 0.535x (README "C's whole
 # chain"; stage by stage, ~2 h 40 min estimated).
-# Within the shipped tokens the best student measured is 0.798 (0.795 with --seed 1):
-# EXTRA_DRIVE_SEEDS="9 10 11 12 13 14 15"
-# STUDENT_RECIPE="--batch-size 64 --steps 20000 --hard-label-weight 0.5" (63 min of student alone
-# on a slow 2-core machine; 0.780 with 10,000 steps; measured with the teacher on the
-# 84 minutes and the extra drives unlabelled; here make would train the teacher and label on
-# them too, not measured; README "Twice the samples again"). The same student at 32 x 64 frames
-# agrees as closely (0.800 fresh at two seeds) in ~40 % of the time: add
-# --set image_height=32 --set image_width=64 to that STUDENT_RECIPE (README "A student at a
-# quarter of the pixels"; the whole chain with it has not run through make).
+# Within the shipped tokens the best measured chain, run through make on 2026-12-06 in
+# 1 h 57 min from a clean clone (README "The candidate chain through make train"):
+# make train EXTRA_DRIVE_SEEDS="9 10 11 12 13 14 15" STUDENT_RECIPE="--batch-size 64
+#   --steps 20000 --hard-label-weight 0.5 --set image_height=32 --set image_width=64"
+# student 0.813 fresh (teacher trained on all 252 minutes); fusion planner seed 0 0.506x
+# constant velocity.
 EXTRA_DRIVE_SEEDS :=
 STUDENT_RECIPE :=
 PLANNER_RECIPE :=
