@@ -3,7 +3,7 @@
 Ours: the ~50 M-parameter student (``PAPER_STUDENT``: 256 x 512 frames, two of them) writing
 12 latent-action distributions and the fusion embeddings in one pass. Reference, in the same
 run: the Qwen2.5-VL-3B teacher doing the same job (image processing, constrained decoding of
-the 12 action tokens, the pass for the embeddings; ``LatentActionTeacher.predict``). Batch 1,
+the 12 action tokens, which also give the embeddings; ``LatentActionTeacher.predict``). Batch 1,
 float32, this machine's threads. The ratio line is the teacher's time over the student's (the
 target is at least 20x). With ``--shipped`` the shipped small models instead.
 

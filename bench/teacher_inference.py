@@ -1,8 +1,8 @@
 """Teacher VLM inference time per camera frame on this machine.
 
 Ours: ``LatentActionTeacher.predict`` on one input (batch 1, its frame history), i.e. what
-the teacher node does per frame: image processing, constrained greedy decoding of the 12
-action tokens, and the pass for the fusion embeddings.
+the teacher node does per frame: image processing and constrained greedy decoding of the 12
+action tokens, whose steps also give the distributions and the fusion embeddings.
 Reference, in the same run: one teacher-forced forward pass of the same model over the same
 sequence (the least any decoder of 12 tokens must compute), so the ratio line shows what the
 decoding costs on top.
