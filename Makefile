@@ -85,16 +85,28 @@ ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TIMED = /usr/bin/time -f "%e s  $(1)" -a -o $(TRAIN_DIR)/stage_times.txt
 # $(call BOTH,A,B): run shell commands A and B side by side; fail if either fails.
 BOTH = ( $(1) ) & first=$$!; ( $(2) ) & second=$$!; wait $$first; status=$$?; wait $$second && test $$status = 0
-# $(call PLANNER_PAIRS,SEEDS): per seed, the fusion planner beside its no-fusion twin.
+# $(call PLANNER_PAIRS,SEEDS[,AFTER_TWIN]): per seed, the fusion planner beside its no-fusion
+# twin; AFTER_TWIN (shell commands) runs in the twin's lane after the first seed's twin: the
+# twin trains faster (no fusion block), so that lane has a core to spare.
 PLANNER_PAIRS = for seed in $(1); do \
 		$(call BOTH,\
 			$(ONE_THREAD) $(call TIMED,train planner seed $$seed) $(LATENTVLA) train planner \
 				--data $(TRAIN_DIR)/drive_cache --seed $$seed --student $(TRAIN_DIR)/student/$(STUDENT) \
 				--out $(TRAIN_DIR)/planner_s$$seed $(PLANNER_RECIPE),\
 			$(ONE_THREAD) $(call TIMED,train planner --no-fusion seed $$seed) $(LATENTVLA) train planner \
-				--data $(TRAIN_DIR)/drive_cache --seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed $(PLANNER_RECIPE)) \
+				--data $(TRAIN_DIR)/drive_cache --seed $$seed --no-fusion --out $(TRAIN_DIR)/planner_nofusion_s$$seed $(PLANNER_RECIPE) \
+				$(if $(2),&& { test $$seed != $(firstword $(1)) || { $(2); }; })) \
 		|| exit 1; \
 	done
+# The evaluations nothing downstream reads, run in the twin's lane on one thread each: the
+# teacher's, the student's and (EVAL_LAM: the LAM make train just trained) the LAM's.
+SIDE_EVALS = $(ONE_THREAD) $(call TIMED,eval teacher) $(LATENTVLA) eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) \
+		--lam models/$(LAM) --data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json && \
+	$(ONE_THREAD) $(call TIMED,eval student) $(LATENTVLA) eval student --data $(TRAIN_DIR)/fresh_cache \
+		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
+		--json $(TRAIN_DIR)/$(STUDENT)_metrics.json \
+	$(if $(EVAL_LAM),&& $(ONE_THREAD) $(call TIMED,eval lam) $(LATENTVLA) eval lam --model $(EVAL_LAM) \
+		--data $(TRAIN_DIR)/fresh_bags --json $(EVAL_LAM)_metrics.json)
 # $(call EVAL_PLANNERS,SEEDS): every seed's pair on the fresh seeds, one table.
 EVAL_PLANNERS = $(call TIMED,eval planner) $(LATENTVLA) eval planner --data $(TRAIN_DIR)/fresh_cache \
 		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
@@ -110,15 +122,13 @@ train: setup
 		$(call TIMED,record seed 2) $(LATENTVLA) record --scenario all --minutes 3 --seed 2 --out $(TRAIN_DIR)/heldout_bags && \
 		$(call TIMED,record seed 5) $(LATENTVLA) record --scenario all --minutes 3 --seed 5 --out $(TRAIN_DIR)/fresh_bags && \
 		$(call TIMED,record seed 6) $(LATENTVLA) record --scenario all --minutes 3 --seed 6 --out $(TRAIN_DIR)/fresh_bags)
-	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
+	$(call TIMED,dataset) $(LATENTVLA) dataset --jobs 2 $(TRAIN_DIR)/train_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/cache
 	$(call TIMED,train lam) $(LATENTVLA) train lam --data $(TRAIN_DIR)/cache --out $(TRAIN_DIR)/lam $(LAM_RECIPE)
-	$(call TIMED,eval lam) $(LATENTVLA) eval lam --model $(TRAIN_DIR)/lam/$(LAM) --data $(TRAIN_DIR)/fresh_bags \
-		--json $(TRAIN_DIR)/lam/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM).safetensors $(TRAIN_DIR)/lam/$(LAM).json $(TRAIN_DIR)/lam/$(LAM)_gloss.json models/
+	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
+	$(MAKE) --no-print-directory train-planning TRAIN_DIR=$(TRAIN_DIR) EVAL_LAM=$(TRAIN_DIR)/lam/$(LAM)
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.json models/$(LAM)_metrics.json
 	cp $(TRAIN_DIR)/lam/$(LAM)_metrics.png models/$(LAM)_codes.png
-	cp $(TRAIN_DIR)/lam/metrics.jsonl models/$(LAM)_training_log.jsonl
-	$(MAKE) --no-print-directory train-planning TRAIN_DIR=$(TRAIN_DIR)
 	echo "$$(( $$(date +%s) - $$(cat $(TRAIN_DIR)/started_s) )) s  total (make train, wall)" >> $(TRAIN_DIR)/stage_times.txt
 	cat $(TRAIN_DIR)/stage_times.txt
 
@@ -167,19 +177,14 @@ train-planning: setup
 	printf '%s %s\n' 7 24 8 24 $(foreach s,$(EXTRA_DRIVE_SEEDS),$(s) 24) 3 12 4 12 | xargs -n 2 -P 2 sh -c \
 		'$(call TIMED,record seed $$0) $(LATENTVLA) record --scenario all --minutes $$1 --seed $$0 --out $(TRAIN_DIR)/drive_bags'
 	cp -al $(TRAIN_DIR)/train_bags/. $(TRAIN_DIR)/drive_bags/
-	$(call TIMED,dataset) $(LATENTVLA) dataset $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
-	$(call TIMED,dataset fresh) $(LATENTVLA) dataset $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
+	$(call TIMED,dataset) $(LATENTVLA) dataset --jobs 2 $(TRAIN_DIR)/drive_bags --val $(TRAIN_DIR)/heldout_bags --out $(TRAIN_DIR)/drive_cache
+	$(call TIMED,dataset fresh) $(LATENTVLA) dataset --jobs 2 $(TRAIN_DIR)/fresh_bags --out $(TRAIN_DIR)/fresh_cache
 	$(call TIMED,label) $(LATENTVLA) label --data $(TRAIN_DIR)/drive_cache --model models/$(LAM)
 	rm -rf $(TRAIN_DIR)/teacher
 	$(call TIMED,train teacher) $(LATENTVLA) train teacher --data $(TRAIN_DIR)/drive_cache --out $(TRAIN_DIR)/teacher
-	$(call TIMED,eval teacher) $(LATENTVLA) eval teacher --model $(TRAIN_DIR)/teacher/$(TEACHER) \
-		--lam models/$(LAM) --data $(TRAIN_DIR)/fresh_bags --json $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json
 	$(call TIMED,train student) $(LATENTVLA) train student --data $(TRAIN_DIR)/drive_cache \
 		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student $(STUDENT_RECIPE)
-	$(call TIMED,eval student) $(LATENTVLA) eval student --data $(TRAIN_DIR)/fresh_cache \
-		--student $(TRAIN_DIR)/student/$(STUDENT) --teacher $(TRAIN_DIR)/teacher/$(TEACHER) \
-		--json $(TRAIN_DIR)/$(STUDENT)_metrics.json
-	$(call PLANNER_PAIRS,$(PLANNER_SEEDS))
+	$(call PLANNER_PAIRS,$(PLANNER_SEEDS),$(SIDE_EVALS))
 	$(call EVAL_PLANNERS,$(PLANNER_SEEDS))
 	rm -rf models/$(TEACHER)
 	cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/

@@ -58,7 +58,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     from latentvla_ros.data.dataset_builder import build_dataset
 
     config = dataset_config(args)
-    index = build_dataset(Path(args.bags), Path(args.out), config, Path(args.val) if args.val else None)
+    index = build_dataset(Path(args.bags), Path(args.out), config, Path(args.val) if args.val else None, args.jobs)
     for log in index["logs"]:
         print(f"{log['name']:32s} {log['split']:5s} {log['samples']:6d} samples")
     return 0
@@ -373,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--out", required=True, help="cache directory")
     add_bag_topic_options(dataset)
     dataset.add_argument("--val", help="bags to hold out as the val split (default: a hash of each log name)")
+    dataset.add_argument("--jobs", type=int, default=1, help="logs read at a time, one process each (default 1)")
     dataset.set_defaults(handler=_cmd_dataset)
 
     preview = subcommands.add_parser("preview", help="PNG previews of bags (frames + trajectory, BEV, driven path)")

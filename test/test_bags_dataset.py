@@ -302,10 +302,34 @@ def test_dataset_bag_hygiene(tmp_path):
         build_dataset(tmp_path / "train", tmp_path / "cache", config, val_source=tmp_path / "val")
     _synthetic_bag(tmp_path / "many" / "a_good", times, np.arange(0.0, 12.0, 0.1))
     _synthetic_bag(tmp_path / "many" / "b_no_camera", times, np.zeros(0))
-    with pytest.raises(BagError):
-        build_dataset(tmp_path / "many", tmp_path / "cache2", config)
-    assert not (tmp_path / "cache2" / "dataset.json").exists()
-    assert not (tmp_path / "cache2" / "a_good").exists()
+    for jobs in (1, 2):  # one process, or a pool whose other worker finished its log
+        with pytest.raises(BagError):
+            build_dataset(tmp_path / "many", tmp_path / f"cache{jobs}", config, jobs=jobs)
+        assert not (tmp_path / f"cache{jobs}" / "dataset.json").exists()
+        assert not (tmp_path / f"cache{jobs}" / "a_good").exists()
+
+
+def test_dataset_jobs_read_logs_side_by_side_into_the_same_cache(tmp_path):
+    """`latentvla dataset --jobs 2`: a log per process, and the cache equals the one-process one
+    (logs driven at different speeds, so a log's samples filed under another's name would show)."""
+    times = np.arange(0.0, 12.0, 0.05)
+    for k, speed in enumerate((5.0, 10.0, 15.0)):
+        _synthetic_bag(tmp_path / "bags" / f"log_{k}", times, np.arange(0.0, 12.0, 0.1), speed_mps=speed)
+    config = DatasetConfig(camera_topic=topics.CAMERA_IMAGE)
+    alone = build_dataset(tmp_path / "bags", tmp_path / "alone", config)
+    pooled = build_dataset(tmp_path / "bags", tmp_path / "pooled", config, jobs=2)
+    assert pooled == alone and [log["name"] for log in pooled["logs"]] == ["log_0", "log_1", "log_2"]
+    for log, speed in zip(pooled["logs"], (5.0, 10.0, 15.0), strict=True):
+        expected, got = (
+            LogSamples.load(tmp_path / "alone" / log["name"]),
+            LogSamples.load(tmp_path / "pooled" / log["name"]),
+        )
+        assert set(got.samples) == set(expected.samples)
+        for key in expected.samples:
+            np.testing.assert_array_equal(got.samples[key], expected.samples[key])
+        np.testing.assert_allclose(got.samples["trajectory"][:, -1, 0], 4.0 * speed, atol=1e-3)
+    with pytest.raises(ValueError, match="jobs must be a whole number >= 1, got 0"):
+        build_dataset(tmp_path / "bags", tmp_path / "none", config, jobs=0)
 
 
 def test_a_topic_of_the_wrong_type_is_one_line_naming_it(tmp_path):

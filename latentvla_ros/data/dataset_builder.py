@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -472,14 +474,47 @@ def find_bags(path: Path) -> list[Path]:
     return bags
 
 
+def _one_cv_thread() -> None:
+    cv2.setNumThreads(1)  # one core per worker process: the pool itself is the parallelism
+
+
+def _cache_logs(bags: list[Path], cache_dir: Path, config: DatasetConfig, jobs: int, written: list[Path]) -> None:
+    """``cache_log`` for every bag, ``jobs`` logs at a time, appending each finished cache to
+    ``written`` in the bags' order (a failure: the caches finished so far are all in it)."""
+    if jobs == 1:
+        for bag in bags:
+            written.append(cache_log(bag, cache_dir, config))
+        return
+    # spawn: the workers start clean instead of forking a parent that may hold torch's threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_cv_thread) as pool:
+        futures = [pool.submit(cache_log, bag, cache_dir, config) for bag in bags]
+        try:
+            for future in futures:
+                written.append(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            finished = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+            written.extend(target for target in (f.result() for f in finished) if target not in written)
+            raise
+
+
 def build_dataset(
-    source: Path, cache_dir: Path, config: DatasetConfig | None = None, val_source: Path | None = None
+    source: Path,
+    cache_dir: Path,
+    config: DatasetConfig | None = None,
+    val_source: Path | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Cache every bag under ``source`` (and ``val_source``); write ``cache_dir/dataset.json``.
 
     Splits are by log: every bag under ``val_source`` is held out (e.g. drives of
     another seed); without it, a deterministic hash of each log's name decides.
+    ``jobs`` logs are read at a time, each in its own process (one log is one core's work:
+    decoding its frames); the cache is the same for any ``jobs``.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
     config = config or DatasetConfig()
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -495,9 +530,8 @@ def build_dataset(
         by_name[bag.name] = bag
     logs, written = [], []
     try:
-        for bag in bags:
-            target = cache_log(bag, cache_dir, config)
-            written.append(target)
+        _cache_logs(bags, cache_dir, config, jobs, written)
+        for bag, target in zip(bags, written, strict=True):
             meta = json.loads((target / "meta.json").read_text())
             if val_source is not None:
                 split = "val" if bag in held_out else "train"
