@@ -82,6 +82,7 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
         seed=args.seed,
         position_loss=args.position_loss,
         bev_weight=args.bev_weight,
+        latent_dropout=args.latent_dropout,
     )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
@@ -224,6 +225,12 @@ def add_parsers(train_models, eval_models) -> None:
     )
     planner.add_argument(
         "--bev-weight", type=float, default=0.5, help="weight of the auxiliary BEV loss (logs with a BEV raster)"
+    )
+    planner.add_argument(
+        "--latent-dropout",
+        type=float,
+        default=0.0,
+        help="share of training samples planned without the fusion (0: off)",
     )
     add_config_overrides(
         planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"

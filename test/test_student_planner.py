@@ -274,6 +274,26 @@ def test_the_fusion_switch():
         fusion(current, status, commands, None)
 
 
+def test_a_dropped_fusion_leaves_the_image_path_alone():
+    """Latent-action dropout: a sample whose fusion is dropped is planned from the image alone
+    (its output does not depend on the latent actions), the others as without dropout."""
+    torch.manual_seed(0)
+    fusion = FusionPlanner(SMALL_PLANNER).eval()
+    frames, status, commands = _inputs(2)
+    current = frames[:, -1]
+    keep = torch.tensor([True, False])
+    with torch.no_grad():
+        a = fusion(current, status, commands, _latent(2, seed=1), keep).poses
+        b = fusion(current, status, commands, _latent(2, seed=2), keep).poses
+        full = fusion(current, status, commands, _latent(2, seed=1)).poses
+    torch.testing.assert_close(a[1], b[1])  # dropped: the latent actions do not reach it
+    assert not torch.allclose(a[0], b[0])  # kept: they do
+    torch.testing.assert_close(a[0], full[0])
+    for share in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="latent_dropout"):
+            PlannerTrainingConfig(latent_dropout=share)
+
+
 def test_planner_outputs_stay_within_physical_limits_for_random_inputs():
     config = SMALL_PLANNER
     torch.manual_seed(3)
@@ -461,7 +481,10 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert steps == [4, 6]  # continued from the step-4 checkpoint, not from 0
     assert described["config"]["embedding_dim"] == 24  # follows the teacher's hidden size
     # --set changes the ablation's configuration; evaluation builds each planner from its own.
-    for name, extra in (("planner0", []), ("planner1", ["--no-fusion", "--set", "decoder_layers=1"])):
+    for name, extra in (
+        ("planner0", ["--latent-dropout", "0.5"]),
+        ("planner1", ["--no-fusion", "--set", "decoder_layers=1"]),
+    ):
         result = _run(
             "train", "planner", "--data", str(cache), "--out", str(tmp_path / name),
             "--student", str(student), "--steps", "4", "--batch-size", "4", *extra,
@@ -561,8 +584,8 @@ def test_training_commands_default_to_the_training_configs():
     assert parser.parse_args(["train", "teacher", *common]).steps == TeacherTrainingConfig().steps
     planner = parser.parse_args(["train", "planner", *common])
     recipe = PlannerTrainingConfig()
-    assert (planner.steps, planner.position_loss, planner.bev_weight) == (
-        recipe.steps, recipe.position_loss, recipe.bev_weight,
+    assert (planner.steps, planner.position_loss, planner.bev_weight, planner.latent_dropout) == (
+        recipe.steps, recipe.position_loss, recipe.bev_weight, recipe.latent_dropout,
     )  # fmt: skip
     for kind in POSITION_LOSSES:  # the CLI lists them itself, so parsing imports no torch
         assert parser.parse_args(["train", "planner", *common, "--position-loss", kind]).position_loss == kind

@@ -209,9 +209,12 @@ class FusionPlanner(nn.Module):
         ego_status: torch.Tensor,
         commands: torch.Tensor,
         latent: LatentInput | None = None,
+        fusion_keep: torch.Tensor | None = None,
     ) -> PlannerOutput:
         """``frames`` (B, H, W, 3) uint8, the current camera frame; ``ego_status`` (B, 5) live;
-        ``commands`` (B,); ``latent``: required with fusion, ignored without."""
+        ``commands`` (B,); ``latent``: required with fusion, ignored without. ``fusion_keep``
+        (B,) in [0, 1], training only: 0 drops a sample's fusion, so its BEV tokens are the
+        image's alone (latent-action dropout; None keeps every sample's)."""
         config = self.config
         batch = len(frames)
         features = self.encoder(frames_to_tensor(frames.unsqueeze(1)))
@@ -230,8 +233,11 @@ class FusionPlanner(nn.Module):
                 + self.latent_step
             )
             memory = torch.cat([steps, self.latent_visual(latent.visual_embedding).unsqueeze(1)], dim=1)
+            image_bev = bev
             for block in self.fusion_blocks:
                 bev = block(bev, memory)
+            if fusion_keep is not None:
+                bev = image_bev + fusion_keep.to(bev.dtype).view(-1, 1, 1) * (bev - image_bev)
         ego = self.ego_token(scaled_ego_status(ego_status)) + self.command_embedding(commands.long())
         queries = torch.cat([self.trajectory_query.expand(batch, -1, -1), ego.unsqueeze(1)], dim=1)
         for block in self.decoder_blocks:
