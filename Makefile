@@ -133,37 +133,30 @@ train: setup
 	cat $(TRAIN_DIR)/stage_times.txt
 
 # The teacher, the student and the planners from the LAM in models/ (after `make train`'s
-# first part, the one it just trained). They learn from 72 more simulated minutes (seeds
-# 3, 4, 7, 8) beside seed 1: labels come from the LAM, distillation and the planner need
-# only odometry and the teacher's answers, and recording is cheap (~1 min per 12). More
-# drives, measured: the teacher's fresh-seed top-1 0.23 on seed 1's 12 minutes, 0.35 on
-# all 84; student-teacher agreement 0.57 with seed 1 alone, 0.73 with 3 and 4.
+# first part, the one it just trained). They learn from 240 more simulated minutes (seeds
+# 3, 4 at 12, 7, 8 and EXTRA_DRIVE_SEEDS at 24) beside seed 1: labels come from the LAM,
+# distillation and the planner need only odometry and the teacher's answers, and recording
+# is cheap (~1 min per 12). More drives, measured: the teacher's fresh-seed top-1 0.23 on
+# seed 1's 12 minutes, 0.30 on 84, 0.33 on 252; student-teacher agreement 0.57 with seed 1
+# alone, 0.73 with 3 and 4, 0.81 on 252 minutes (with the student recipe below).
 # Seed 0 of the fusion planner and of the no-fusion ablation: the pair that ships (seeds 1
 # and 2, for acceptance 3's three-seed figures, come from `make train-ablation`). The
 # fusion planner trains beside its no-fusion twin, one thread each (measured: one planner
 # 6.1 steps/s on two threads, 3.5 on one, so a pair gains ~15 %).
 PLANNER_SEEDS := 0
-# Candidate recipes, measured but not shipped (README "More drives and more steps
-# together"); empty: the shipped recipe. EXTRA_DRIVE_SEEDS adds 24 minutes per seed
-# to the teacher's, the student's and the planners' drives, two recordings at a time;
-# STUDENT_RECIPE / PLANNER_RECIPE are passed to `latentvla train student` / `train
-# planner` (both planners). The candidate (its parts measured with the teacher on the
-# 84 minutes; this also trains the teacher on the extra drives, which was not measured):
-# make train EXTRA_DRIVE_SEEDS="9 10" STUDENT_RECIPE="--hard-label-weight 0.5"
-# (planners 0.4995x constant velocity with the earlier planner recipe -- 1 fusion layer, BEV
-# weight 0.1, 3,000 steps -- student below 0.80; not measured with today's planner recipe).
-# With C's LAM_RECIPE (above) and
-# STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000" the student reached 0.819 (measured with
-# --lam-weight 0 and the teacher on the 84 minutes) but the planners 0.535x (README "C's whole
-# chain"; stage by stage, ~2 h 40 min estimated).
-# Within the shipped tokens the best measured chain, run through make on 2026-12-06 in
-# 1 h 57 min from a clean clone (README "The candidate chain through make train"):
-# make train EXTRA_DRIVE_SEEDS="9 10 11 12 13 14 15" STUDENT_RECIPE="--batch-size 64
-#   --steps 20000 --hard-label-weight 0.5 --set image_height=32 --set image_width=64"
-# student 0.813 fresh (teacher trained on all 252 minutes); fusion planner seed 0 0.506x
-# constant velocity.
-EXTRA_DRIVE_SEEDS :=
-STUDENT_RECIPE :=
+# The shipped recipe (README "The candidate chain through make train" and "4,000 planner
+# steps"): EXTRA_DRIVE_SEEDS adds 24 minutes per seed to the teacher's, the student's and
+# the planners' drives (252 minutes in all), two recordings at a time; STUDENT_RECIPE /
+# PLANNER_RECIPE are passed to `latentvla train student` / `train planner` (both planners;
+# the planner's 4,000 steps are its default). Measured: student 0.813 fresh; planners over
+# three seeds 0.499x constant velocity, the no-fusion twins 1.213 against the fusion's 1.194.
+# The chain with 3,000 planner steps ran through make in 1 h 57 min from a clean clone,
+# before the evaluations moved into the twin's lane; this one is estimated at ~1 h 55 min.
+# Other measured recipes (README): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
+# student 0.714); C's LAM_RECIPE with STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000"
+# (student 0.819, planners 0.535x).
+EXTRA_DRIVE_SEEDS := 9 10 11 12 13 14 15
+STUDENT_RECIPE := --batch-size 64 --steps 20000 --hard-label-weight 0.5 --set image_height=32 --set image_width=64
 PLANNER_RECIPE :=
 train-planning: setup
 	mkdir -p $(TRAIN_DIR)
