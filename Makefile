@@ -179,8 +179,9 @@ train-planning: setup
 		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student $(STUDENT_RECIPE)
 	$(call PLANNER_PAIRS,$(PLANNER_SEEDS),$(SIDE_EVALS))
 	$(call EVAL_PLANNERS,$(PLANNER_SEEDS))
-	rm -rf models/$(TEACHER)
-	cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/
+	# Copied beside the shipped teacher first: a failed copy leaves the shipped one in place.
+	rm -rf models/$(TEACHER).new && cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/$(TEACHER).new
+	rm -rf models/$(TEACHER) && mv models/$(TEACHER).new models/$(TEACHER)
 	cp $(TRAIN_DIR)/teacher/$(TEACHER)_metrics.json models/
 	cp $(TRAIN_DIR)/teacher/metrics.jsonl models/$(TEACHER)_training_log.jsonl
 	cp $(TRAIN_DIR)/student/$(STUDENT).safetensors $(TRAIN_DIR)/student/$(STUDENT).json models/
