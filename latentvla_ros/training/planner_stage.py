@@ -39,9 +39,8 @@ CHECKPOINT = "planner_checkpoint"
 
 @dataclass(frozen=True)
 class PlannerTrainingConfig:
-    steps: int = (
-        4000  # 3,000 -> 4,000 on 252 minutes: 1.220 -> 1.194 at 4 s over 3 seeds (README); ~0.43 s a step on one thread
-    )
+    # 3,000 -> 4,000 on 252 minutes: 1.220 -> 1.194 at 4 s over 3 seeds (README); ~0.43 s a step on one thread
+    steps: int = 4000
     batch_size: int = 32
     learning_rate: float = 5e-4
     bev_weight: float = 0.5  # 0.1 -> 0.5 with 3,000 steps: 1.287 -> 1.231 at 4 s (README, "the BEV loss's weight")
