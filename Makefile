@@ -148,10 +148,10 @@ PLANNER_SEEDS := 0
 # steps"): EXTRA_DRIVE_SEEDS adds 24 minutes per seed to the teacher's, the student's and
 # the planners' drives (252 minutes in all), two recordings at a time; STUDENT_RECIPE /
 # PLANNER_RECIPE are passed to `latentvla train student` / `train planner` (both planners;
-# the planner's 4,000 steps are its default). Measured: student 0.813 fresh; planners over
-# three seeds 0.499x constant velocity, the no-fusion twins 1.213 against the fusion's 1.194.
-# The chain with 3,000 planner steps ran through make in 1 h 57 min from a clean clone,
-# before the evaluations moved into the twin's lane; this one is estimated at ~1 h 55 min.
+# the planner's 4,000 steps are its default). Measured (README "make train end to end with
+# today's Makefile"): 1 h 29 min from a clean clone on a 2-core AMD EPYC; student 0.837
+# fresh; planners over three seeds (with train-ablation) 0.503x constant velocity, the
+# no-fusion twins 1.221 against the fusion's 1.202 (the run before on another machine: 0.499x).
 # Other measured recipes (README): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
 # student 0.714); C's LAM_RECIPE with STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000"
 # (student 0.819, planners 0.535x).
