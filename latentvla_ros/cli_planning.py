@@ -217,7 +217,7 @@ def add_parsers(train_models, eval_models) -> None:
     )
     planner.add_argument("--no-fusion", action="store_true", help="the ablation: no latent-action fusion")
     planner.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    planner.add_argument("--steps", type=int, default=4000)
+    planner.add_argument("--steps", type=int, default=8000)
     planner.add_argument("--batch-size", type=int, default=32)
     planner.add_argument("--seed", type=int, default=0)
     planner.add_argument(
@@ -229,7 +229,7 @@ def add_parsers(train_models, eval_models) -> None:
     planner.add_argument(
         "--latent-dropout",
         type=float,
-        default=0.0,
+        default=0.5,
         help="share of training samples planned without the fusion (0: off)",
     )
     add_config_overrides(

@@ -324,7 +324,8 @@ def test_planner_outputs_stay_within_physical_limits_for_random_inputs():
 
 def test_bev_cells_follow_the_raster_layout():
     """Row 0 is far ahead, column 0 is left: the same layout as simulation.bev rasters."""
-    centres = bev_cell_centres(PlannerConfig()).view(8, 8, 2)
+    config = PlannerConfig()
+    centres = bev_cell_centres(config).view(config.bev_cells, config.bev_cells, 2)
     assert float(centres[0, 0, 0]) > float(centres[-1, 0, 0])  # x decreases down the rows
     assert float(centres[0, 0, 1]) > float(centres[0, -1, 1])  # y decreases to the right
 
@@ -482,7 +483,7 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     assert described["config"]["embedding_dim"] == 24  # follows the teacher's hidden size
     # --set changes the ablation's configuration; evaluation builds each planner from its own.
     for name, extra in (
-        ("planner0", ["--latent-dropout", "0.5"]),
+        ("planner0", ["--latent-dropout", "0.25"]),
         ("planner1", ["--no-fusion", "--set", "decoder_layers=1"]),
     ):
         result = _run(
@@ -493,6 +494,8 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
         assert "ade_4s" in result.stdout
     described = json.loads((tmp_path / "planner1" / "planner_nofusion_v1.0.json").read_text())
     assert described["config"]["decoder_layers"] == 1
+    fused = json.loads((tmp_path / "planner0" / "planner_v1.0.json").read_text())
+    assert fused["training"]["latent_dropout"] == 0.25  # the option, not the recipe's 0.5
     refused = _run(
         "train", "planner", "--data", str(cache), "--out", str(tmp_path / "p"), "--no-fusion", "--set", "width=102"
     )
