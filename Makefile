@@ -144,14 +144,16 @@ train: setup
 # fusion planner trains beside its no-fusion twin, one thread each (measured: one planner
 # 6.1 steps/s on two threads, 3.5 on one, so a pair gains ~15 %).
 PLANNER_SEEDS := 0
-# The shipped recipe (README "The candidate chain through make train" and "4,000 planner
-# steps"): EXTRA_DRIVE_SEEDS adds 24 minutes per seed to the teacher's, the student's and
+# The shipped recipe (README "The candidate chain through make train" and "Four BEV cells a
+# side"): EXTRA_DRIVE_SEEDS adds 24 minutes per seed to the teacher's, the student's and
 # the planners' drives (252 minutes in all), two recordings at a time; STUDENT_RECIPE /
 # PLANNER_RECIPE are passed to `latentvla train student` / `train planner` (both planners;
-# the planner's 4,000 steps are its default). Measured (README "make train end to end with
-# today's Makefile"): 1 h 29 min from a clean clone on a 2-core AMD EPYC; student 0.837
-# fresh; planners over three seeds (with train-ablation) 0.503x constant velocity, the
-# no-fusion twins 1.221 against the fusion's 1.202 (the run before on another machine: 0.499x).
+# the planner's recipe - 4 x 4 BEV cells, 8,000 steps, latent dropout 0.5 - is its default).
+# Measured (README "make train end to end with today's Makefile"): 1 h 29 min from a clean
+# clone on a 2-core AMD EPYC with the 4,000-step planners; student 0.837 fresh. Today's
+# planners (trained by hand on that run's drives and student, not yet through make train):
+# fusion 1.122 +- 0.020 over three seeds, 0.469x constant velocity; the no-fusion twins
+# 1.094 +- 0.011, better than the fusion at every seed.
 # Other measured recipes (README): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
 # student 0.714); C's LAM_RECIPE with STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000"
 # (student 0.819, planners 0.535x).
