@@ -145,6 +145,7 @@ def _write_json(path: str | None, payload: dict) -> None:
 
 
 def _cmd_eval_planner(args: argparse.Namespace) -> int:
+    from latentvla_ros.data.cache import log_entries
     from latentvla_ros.evaluation.block_bootstrap import BLOCK_FRAMES
     from latentvla_ros.evaluation.planner_evaluation import compare_planners
     from latentvla_ros.models.planner import FusionPlanner, PlannerConfig
@@ -159,8 +160,9 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
         samples = load_planner_samples(
             cache, config, keep_perturbed=args.keep_perturbed, student_size=student.config.image_size
         )
-    rows, paired = compare_planners(
-        samples, student, [Path(p) for p in args.planner], [Path(p) for p in args.no_fusion_planner]
+        log_names = [entry["name"] for entry in log_entries(cache)]  # the order samples.log numbers
+    rows, paired, by_log = compare_planners(
+        samples, student, [Path(p) for p in args.planner], [Path(p) for p in args.no_fusion_planner], log_names
     )
     print(f"{'planner':30s} " + " ".join(f"{column:>13s}" for column in HORIZON_COLUMNS) + "   ADE@4s 95 %")
     for name, row in rows.items():
@@ -179,12 +181,17 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
     )
     for name, comparison in paired.items():
         print(f"  {name:40s} {comparison['difference']:+.3f}   95 %: {_interval(comparison['interval_95'], '+.3f')}")
+    print("ADE@4s by log (m):")
+    for log, row in by_log.items():
+        scores = "  ".join(f"{planner} {value:.2f}" for planner, value in row.items() if planner != "samples")
+        print(f"  {log} ({row['samples']} samples): {scores}")
     payload = {
         "data": str(args.data),
         "samples": len(samples),
         "keep_perturbed": args.keep_perturbed,
         "planners": rows,
         "paired_ade_4s": paired,
+        "ade_4s_by_log": by_log,
     }
     _write_json(args.json, payload)
     return 0

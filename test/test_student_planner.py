@@ -541,6 +541,15 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     half = paired["student_minus_half_constant_velocity"]
     assert half["difference"] == pytest.approx(rows["latentvla_student"]["ade_4s"], rel=1e-6)
     assert "student_minus_no_fusion" in result.stdout and "ADE@4s 95 %" in result.stdout
+    report = json.loads((tmp_path / "planner.json").read_text())
+    by_log = report["ade_4s_by_log"]
+    assert len(by_log) == 2 and all(f"{log} (" in result.stdout for log in by_log)
+    # The logs' sample-weighted means are the whole set's ADE@4s, planner by planner.
+    samples = sum(row["samples"] for row in by_log.values())
+    assert samples == report["samples"]
+    for planner in expected:
+        pooled = sum(row["samples"] * row[planner] for row in by_log.values()) / samples
+        assert pooled == pytest.approx(rows[planner]["ade_4s"], rel=1e-5, abs=1e-6)
 
 
 def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):

@@ -106,6 +106,23 @@ def paired_comparisons(ade: dict[str, np.ndarray], logs: np.ndarray) -> dict:
     }
 
 
+def ade_by_log(ade: dict[str, np.ndarray], logs: np.ndarray, log_names: list[str]) -> dict:
+    """Each log's sample count and every planner's ADE@4s on it (seed-averaged): where a
+    planner wins or loses, which one mean over all logs hides. A name listed twice (one log
+    in two splits) gets its position appended, so no log's figures overwrite another's."""
+    by_log = {}
+    for number, name in enumerate(log_names):
+        rows = logs == number
+        if log_names.count(name) > 1:
+            name = f"{name} #{number}"
+        if rows.any():
+            by_log[name] = {
+                "samples": int(rows.sum()),
+                **{planner: float(a[rows].mean()) for planner, a in ade.items()},
+            }
+    return by_log
+
+
 def shuffled(latents: dict, seed: int = 0) -> dict:
     """The same latent actions given to other samples: the control for what they carry."""
     order = np.random.default_rng(seed).permutation(len(latents["probabilities"]))
@@ -122,9 +139,12 @@ def aggregate(runs: list[dict]) -> dict:
     return summary
 
 
-def compare_planners(samples: PlannerSamples, student, fusion_paths: list, no_fusion_paths: list) -> tuple[dict, dict]:
+def compare_planners(
+    samples: PlannerSamples, student, fusion_paths: list, no_fusion_paths: list, log_names: list[str]
+) -> tuple[dict, dict, dict]:
     """Every planner's ADE/FDE on ``samples``, one row each (seeds aggregated), each row with
-    ``ade_4s_interval_95``; and the paired comparisons (:func:`paired_comparisons`)."""
+    ``ade_4s_interval_95``; the paired comparisons (:func:`paired_comparisons`); and ADE@4s per
+    log (:func:`ade_by_log`; ``log_names`` in the order of ``samples.log``'s numbers)."""
     from latentvla_ros.evaluation.student_evaluation import predict_student
 
     rows, ade = {}, {}
@@ -158,4 +178,4 @@ def compare_planners(samples: PlannerSamples, student, fusion_paths: list, no_fu
         score("latentvla_shuffled_latents", [predict_planner(p, samples, mixed) for p, _ in fusion])
     if no_fusion:
         score("no_fusion", [predict_planner(p, samples, None) for p in no_fusion])
-    return rows, paired_comparisons(ade, samples.log)
+    return rows, paired_comparisons(ade, samples.log), ade_by_log(ade, samples.log, log_names)
