@@ -82,7 +82,7 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
         seed=args.seed,
         position_loss=args.position_loss,
         bev_weight=args.bev_weight,
-        latent_dropout=args.latent_dropout,
+        latent_dropout=0.0 if args.no_fusion else args.latent_dropout,  # the twin has no fusion to drop
     )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)
@@ -237,7 +237,7 @@ def add_parsers(train_models, eval_models) -> None:
         "--latent-dropout",
         type=float,
         default=0.5,
-        help="share of training samples planned without the fusion (0: off)",
+        help="share of the fusion planner's training samples planned without it (0: off; --no-fusion records 0)",
     )
     add_config_overrides(
         planner, "override a PlannerConfig field, e.g. decoder_layers=3 (repeatable; the student sets the fusion sizes)"

@@ -494,6 +494,7 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
         assert "ade_4s" in result.stdout
     described = json.loads((tmp_path / "planner1" / "planner_nofusion_v1.0.json").read_text())
     assert described["config"]["decoder_layers"] == 1
+    assert described["training"]["latent_dropout"] == 0.0  # nothing to drop: its JSON says so, not the default
     fused = json.loads((tmp_path / "planner0" / "planner_v1.0.json").read_text())
     assert fused["training"]["latent_dropout"] == 0.25  # the option, not the recipe's 0.5
     refused = _run(
