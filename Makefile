@@ -151,8 +151,8 @@ PLANNER_SEEDS := 0
 # the planner's recipe - 4 x 4 BEV cells, 8,000 steps, latent dropout 0.5 - is its default).
 # Measured (README "make train end to end with the night's recipe"): 1 h 25 min from a
 # clean clone on a 2-core AMD EPYC, every shipped weight bit for bit; student 0.837 fresh;
-# fusion planner 1.122 +- 0.020 over three seeds (seeds 1, 2 from train-ablation's
-# commands), 0.469x constant velocity; the no-fusion twins 1.094 +- 0.011, better than
+# fusion planner 1.122 +- 0.020 over three seeds (make train-ablation, bit for bit too),
+# 0.469x constant velocity; the no-fusion twins 1.094 +- 0.011, better than
 # the fusion at every seed.
 # Other measured recipes (README): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
 # student 0.714); C's LAM_RECIPE with STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000"
