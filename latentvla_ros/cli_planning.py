@@ -82,7 +82,7 @@ def _cmd_train_planner(args: argparse.Namespace) -> int:
         seed=args.seed,
         position_loss=args.position_loss,
         bev_weight=args.bev_weight,
-        latent_dropout=0.0 if args.no_fusion else args.latent_dropout,  # the twin has no fusion to drop
+        latent_dropout=args.latent_dropout,
     )
     student = None if args.no_fusion else Path(args.student)
     report = train_planner(Path(args.data), Path(args.out), student, config, training, resume=args.resume)

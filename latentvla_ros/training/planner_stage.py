@@ -116,6 +116,8 @@ def train_planner(
     """Train on the cache's train split, watch its val split; writes ``planner[_nofusion]_v1.0``."""
     config = config or PlannerConfig()
     training = training or PlannerTrainingConfig()
+    if not config.use_fusion:  # the twin has no fusion to drop: record what it trained with
+        training = replace(training, latent_dropout=0.0)
     out_dir = Path(out_dir)
     runtime = setup_runtime()
     try:
@@ -146,7 +148,7 @@ def train_planner(
 
         def loss(model, batch):
             keep = None
-            if config.use_fusion and training.latent_dropout > 0.0:
+            if training.latent_dropout > 0.0:
                 keep = torch.rand(len(batch["frames"])) >= training.latent_dropout
             output = model(batch["frames"], batch["ego_status"], batch["commands"], latent_from_batch(batch), keep)
             return planner_loss(
