@@ -11,6 +11,7 @@ from pathlib import Path
 from latentvla_ros.cli_bag_options import add_bag_topic_options
 from latentvla_ros.cli_config_overrides import add_config_overrides, config_with
 from latentvla_ros.environment import (
+    SHIPPED_LAM,
     SHIPPED_NO_FUSION_PLANNER,
     SHIPPED_PLANNER,
     SHIPPED_STUDENT,
@@ -197,6 +198,95 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headroom_features(cache: Path, split: str | None, planner, student, lam, lam_sha256: str, rows: int | None):
+    """(features by set, the planner's final-pose error, notes) for one cache's samples
+    (``rows``: a fixed random subset of that many)."""
+    import numpy as np
+
+    from latentvla_ros.data.cache import LogSamples, log_entries
+    from latentvla_ros.evaluation import error_headroom as room
+    from latentvla_ros.evaluation.planner_evaluation import predict_planner
+    from latentvla_ros.evaluation.student_evaluation import predict_student
+    from latentvla_ros.models.latent_action_labelling import label_log
+    from latentvla_ros.models.planner_features import load_planner_samples
+
+    samples = load_planner_samples(cache, planner.config, split, student_size=student.config.image_size)
+    if rows is not None and len(samples) > rows:
+        samples = samples.subset(np.sort(np.random.default_rng(0).choice(len(samples), rows, replace=False)))
+    latents = predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
+    error = room.final_pose_error(predict_planner(planner, samples, latents), samples.trajectories)
+    features = {
+        "control": room.control_features(samples.ego_status, samples.commands),
+        "student": latents["probabilities"].reshape(len(samples), -1),
+    }
+    tokens = np.zeros((len(samples), lam.config.horizon * lam.config.codebook_size), np.float32)
+    labelled, scene, notes = np.zeros(len(samples), dtype=bool), [], []
+    for number, entry in enumerate(log_entries(cache, split)):
+        mine = samples.log == number
+        log = LogSamples.load(Path(cache) / entry["name"])
+        labels = log.labels
+        if labels is None or json.loads(str(labels["model"])).get("sha256") != lam_sha256:
+            made = label_log(lam, log)  # none in the cache, or another LAM's
+            labels = {"future_frames": made.future_frames, "future_ego_tokens": made.future_ego_tokens}
+        tokens[mine], labelled[mine] = room.future_token_features(
+            labels["future_frames"], labels["future_ego_tokens"], samples.log_frame[mine], lam.config.codebook_size
+        )
+        if np.any(log.samples["frame_agents_in_view"] >= 0):
+            scene.append((mine, room.scene_features(log.samples, samples.log_frame[mine], lam.config.step_frames)))
+        else:
+            notes.append(f"{entry['name']}: no ground-truth agents, so no 'scene' set")
+    if not notes and scene:
+        features["scene"] = np.zeros((len(samples), scene[0][1].shape[1]), np.float32)
+        for mine, values in scene:
+            features["scene"][mine] = values
+    features["future_tokens"] = tokens
+    keep = labelled  # every set on the same samples: those with 12 future tokens
+    return {name: values[keep] for name, values in features.items()}, error[keep], notes
+
+
+def _cmd_eval_headroom(args: argparse.Namespace) -> int:
+    from latentvla_ros.cli import _cache_of
+    from latentvla_ros.evaluation.error_headroom import headroom
+    from latentvla_ros.models.latent_action_loading import load_latent_action_model
+    from latentvla_ros.models.planner import FusionPlanner
+    from latentvla_ros.models.student import LatentActionStudent
+
+    if Path(args.data).resolve() == Path(args.train_data).resolve():
+        raise ValueError("--data must hold other logs than --train-data (the probes would score their own fit)")
+    if args.train_samples < 1:
+        raise ValueError(f"--train-samples must be >= 1, got {args.train_samples}")
+    planner, _ = FusionPlanner.load(Path(args.planner))
+    student, _ = LatentActionStudent.load(Path(args.student))
+    lam, lam_description = load_latent_action_model(Path(args.lam))
+    sha = lam_description.get("sha256", "")
+    train, train_error, notes = _headroom_features(
+        Path(args.train_data), "train", planner, student, lam, sha, args.train_samples
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = _cache_of(Path(args.data), scratch, args)
+        test, test_error, test_notes = _headroom_features(cache, None, planner, student, lam, sha, None)
+    for note in dict.fromkeys(notes + test_notes):
+        print(note)
+    shared = [name for name in test if name in train]
+    report = headroom({n: train[n] for n in shared}, train_error, {n: test[n] for n in shared}, test_error)
+    print(
+        f"planner {args.planner}: FDE@4s {report['fde_4s']:.3f} m on "
+        f"{report['samples']} held-out samples; probes fit on {len(train_error)} training samples"
+    )
+    print(
+        f"{'features (with the control)':30s} {'count':>6s} {'R2 ahead':>9s} {'R2 left':>8s} {'FDE@4s corrected':>17s}"
+    )
+    for name, row in report["sets"].items():
+        print(
+            f"{name:30s} {row['features']:6d} {row['r2_ahead']:9.3f} {row['r2_left']:8.3f} "
+            f"{row['fde_4s_corrected']:17.3f}"
+        )
+    report.update({"planner": str(args.planner), "data": str(args.data), "train_data": str(args.train_data)})
+    report["train_samples"] = len(train_error)
+    _write_json(args.json, report)
+    return 0
+
+
 def add_parsers(train_models, eval_models) -> None:
     student = train_models.add_parser("student", help="distil the teacher into the student (KL + embeddings)")
     student.add_argument("--data", required=True, help="dataset cache (teacher outputs are written into it first)")
@@ -280,3 +370,24 @@ def add_parsers(train_models, eval_models) -> None:
     eval_planner.add_argument("--json", help="write the report here")
     add_bag_topic_options(eval_planner)
     eval_planner.set_defaults(handler=_cmd_eval_planner)
+
+    eval_headroom = eval_models.add_parser(
+        "headroom",
+        help="how much of a planner's 4 s error the latent actions, the scene or the true future tokens "
+        "could explain (held-out probes)",
+    )
+    eval_headroom.add_argument("--data", required=True, help="held-out logs: a bag, a directory of bags, or a cache")
+    eval_headroom.add_argument("--train-data", required=True, help="dataset cache whose training split fits the probes")
+    eval_headroom.add_argument(
+        "--planner", default=str(shipped_model(SHIPPED_NO_FUSION_PLANNER)), help="whose error (default: the ablation)"
+    )
+    eval_headroom.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
+    eval_headroom.add_argument(
+        "--lam", default=str(shipped_model(SHIPPED_LAM)), help="LAM of the future tokens (the cache's labels if its)"
+    )
+    eval_headroom.add_argument(
+        "--train-samples", type=int, default=16000, help="a fixed random subset of the training split's samples"
+    )
+    eval_headroom.add_argument("--json", help="write the report here")
+    add_bag_topic_options(eval_headroom)
+    eval_headroom.set_defaults(handler=_cmd_eval_headroom)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from helpers.lam_cache import write_cache
 
 from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.evaluation import error_headroom
 from latentvla_ros.evaluation.block_bootstrap import block_bootstrap_interval, paired_difference
 from latentvla_ros.evaluation.planner_evaluation import (
     aggregate,
@@ -442,6 +443,51 @@ def test_planner_training_refuses_a_negative_or_nan_bev_weight():
             PlannerTrainingConfig(bev_weight=weight)
 
 
+def test_headroom_probe_finds_what_explains_an_error_and_nothing_where_nothing_does():
+    """Held-out probes: a feature the error depends on explains most of it, random features
+    and the control explain about none, and the corrected FDE follows."""
+    rng = np.random.default_rng(0)
+
+    def draw(count: int):
+        cause = rng.normal(size=(count, 1))
+        error = np.column_stack([3.0 * cause[:, 0], -(cause[:, 0] ** 2)]) + 0.3 * rng.normal(size=(count, 2))
+        sets = {"control": rng.normal(size=(count, 3)), "cause": cause, "noise": rng.normal(size=(count, 4))}
+        return sets, error
+
+    train, train_error = draw(3000)
+    test, test_error = draw(800)
+    report = error_headroom.headroom(train, train_error, test, test_error)
+    rows = report["sets"]
+    assert report["samples"] == 800 and rows["cause"]["features"] == 4 and rows["noise"]["features"] == 7
+    assert rows["cause"]["r2_ahead"] > 0.9 and rows["cause"]["r2_left"] > 0.5
+    for name in ("control", "noise"):
+        assert abs(rows[name]["r2_ahead"]) < 0.05 and abs(rows[name]["r2_left"]) < 0.05
+        assert rows[name]["fde_4s_corrected"] == pytest.approx(report["fde_4s"], rel=0.05)
+    assert rows["cause"]["fde_4s_corrected"] < 0.3 * report["fde_4s"]
+    assert error_headroom.r_squared(np.ones(5), np.zeros(5)) == 0.0  # no variance: nothing to explain
+
+
+def test_headroom_features_by_hand():
+    future_frames = np.array([2, 4])
+    tokens = np.array([[1, 0], [3, 2]])
+    one_hot, labelled = error_headroom.future_token_features(future_frames, tokens, np.array([4, 3, 2]), 4)
+    assert labelled.tolist() == [True, False, True]
+    assert one_hot[0].tolist() == [0, 0, 0, 1, 0, 0, 1, 0] and one_hot[2].tolist() == [0, 1, 0, 0, 1, 0, 0, 0]
+    none, labelled = error_headroom.future_token_features(np.zeros(0, int), np.zeros((0, 2), int), np.arange(3), 4)
+    assert none.shape == (3, 8) and not labelled.any()
+    arrays = {
+        "frame_nearest_agent": np.array([[np.nan] * 4, [10.0, 1.0, -2.0, 0.0], [8.0, 1.0, -2.0, 0.0]]),
+        "frame_agents_in_view": np.array([0, 1, 2]),
+        "frame_ego_status_live": np.column_stack([np.array([5.0, 6.0, 7.0]), np.zeros((3, 4))]),
+    }
+    features = error_headroom.scene_features(arrays, np.array([2]), step_frames=2)[0]
+    assert features[:5].tolist() == [8.0, 1.0, -2.0, 0.0, 1.0]  # the nearest agent now, present
+    assert features[5:10].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]  # none two frames before: zeros, flag 0
+    assert features[10] == 2.0 and features[11:].tolist() == [7.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+    control = error_headroom.control_features(np.ones((2, 5)), np.array([0, len(DrivingCommand) - 1]))
+    assert control.shape == (2, 5 + len(DrivingCommand)) and control[1, -1] == 1.0 and control[:, 5:].sum() == 2
+
+
 def _run(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "latentvla"), *arguments], capture_output=True, text=True, timeout=600, check=False
@@ -551,6 +597,29 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     for planner in expected:
         pooled = sum(row["samples"] * row[planner] for row in by_log.values()) / samples
         assert pooled == pytest.approx(rows[planner]["ade_4s"], rel=1e-5, abs=1e-6)
+    # Headroom of the ablation's error; the cache has no labels, so the LAM labels it in memory.
+    from latentvla_ros.models.checkpoint import save_model
+    from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel
+
+    lam = LatentActionModel(LatentActionConfig())
+    save_model(lam, lam.config.to_dict(), tmp_path / "lam", "latent_action_model", "2.0")
+    heldout = write_cache(tmp_path / "heldout", frames=80)
+    refused = _run("eval", "headroom", "--data", str(cache), "--train-data", str(cache), "--student", str(student))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "must hold other logs" in refused.stderr
+    result = _run(
+        "eval", "headroom", "--data", str(heldout), "--train-data", str(cache), "--student", str(student),
+        "--planner", str(tmp_path / "planner1" / "planner_nofusion_v1.0"), "--lam", str(tmp_path / "lam"),
+        "--json", str(tmp_path / "headroom.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    room = json.loads((tmp_path / "headroom.json").read_text())
+    assert set(room["sets"]) == {"control", "student", "scene", "future_tokens"}
+    assert all(f"\n{name} " in result.stdout for name in room["sets"])
+    assert room["sets"]["future_tokens"]["features"] == room["sets"]["control"]["features"] + 12 * 16
+    # Held out: both entries of the one log; training: its "train" entry. Only frames with 12
+    # future tokens (3.6 s ahead in the log) count, the same samples in every set.
+    assert 0 < room["train_samples"] < 65 and room["samples"] == 2 * room["train_samples"]
+    assert room["fde_4s"] > 0.0 and not (heldout / "log_a" / "latent_labels.npz").exists()
 
 
 def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):

@@ -33,7 +33,8 @@ class PlannerSamples:
     ``frame`` the current frame's row in ``images``; ``history`` (N, 2) the student's frames
     (rows of ``student_images``); ``ego_status`` (N, 5);
     ``commands``; ``trajectories`` (N, 8, 3) float32; ``bev`` (N, 3, S, S) uint8 and
-    ``has_bev`` (N,); ``teacher`` the teacher's outputs per sample or None; ``log`` (N,)."""
+    ``has_bev`` (N,); ``teacher`` the teacher's outputs per sample or None; ``log`` (N,) the
+    log's number in the cache's order, ``log_frame`` (N,) the current frame's index in its log."""
 
     images: np.ndarray
     student_images: np.ndarray
@@ -46,6 +47,7 @@ class PlannerSamples:
     has_bev: np.ndarray
     teacher: dict | None
     log: np.ndarray
+    log_frame: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -116,6 +118,7 @@ def _from_log(
         has_bev=has_bev,
         teacher=teacher,
         log=np.full(len(frame), number),
+        log_frame=frame,
     )
 
 
