@@ -159,7 +159,11 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
         paths = [*args.planner, *args.no_fusion_planner]
         config = FusionPlanner.load(Path(paths[0]))[0].config if paths else PlannerConfig()
         samples = load_planner_samples(
-            cache, config, keep_perturbed=args.keep_perturbed, student_size=student.config.image_size
+            cache,
+            config,
+            keep_perturbed=args.keep_perturbed,
+            student_size=student.config.image_size,
+            student_history_frames=student.config.history_frames,
         )
         log_names = [entry["name"] for entry in log_entries(cache)]  # the order samples.log numbers
     rows, paired, by_log = compare_planners(
@@ -210,7 +214,13 @@ def _headroom_features(cache: Path, split: str | None, planner, student, lam, la
     from latentvla_ros.models.latent_action_labelling import label_log
     from latentvla_ros.models.planner_features import load_planner_samples
 
-    samples = load_planner_samples(cache, planner.config, split, student_size=student.config.image_size)
+    samples = load_planner_samples(
+        cache,
+        planner.config,
+        split,
+        student_size=student.config.image_size,
+        student_history_frames=student.config.history_frames,
+    )
     if rows is not None and len(samples) > rows:
         samples = samples.subset(np.sort(np.random.default_rng(0).choice(len(samples), rows, replace=False)))
     latents = predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)

@@ -401,6 +401,14 @@ def test_a_student_of_another_input_size_reads_its_own_frames(tmp_path):
     np.testing.assert_allclose(latents["probabilities"], expected.probabilities.numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="the student reads"):
         student_latents(student, same)
+    # A student of three frames gets three (one latent step apart), not the default two.
+    longer = LatentActionStudent(replace(SMALL_STUDENT, history_frames=3)).eval()
+    three = load_planner_samples(cache, SMALL_PLANNER, "train", student_history_frames=3)
+    np.testing.assert_array_equal(three.history[:, 1:], same.history)  # the same frames, one older before them
+    np.testing.assert_array_equal(three.history[:, 0], np.clip(same.history[:, 0] - 3, 0, None))
+    assert student_latents(longer, three)["probabilities"].shape == (len(three), SMALL_STUDENT.horizon, 16)
+    with pytest.raises(ValueError, match="samples hold 2 frames each, the student reads 3"):
+        student_latents(longer, same)
 
 
 def test_displacement_errors_by_hand():

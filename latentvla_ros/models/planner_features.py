@@ -20,6 +20,7 @@ import numpy as np
 
 from latentvla_ros.data.cache import LogSamples, log_entries
 from latentvla_ros.models.planner import BEV_CHANNELS, PlannerConfig
+from latentvla_ros.models.student import StudentConfig
 from latentvla_ros.models.student_features import resize_frames, student_history
 from latentvla_ros.models.teacher.teacher_features import MissingLabelsError
 from latentvla_ros.models.teacher.teacher_targets import load_teacher_targets, step_frames_of
@@ -30,7 +31,7 @@ class PlannerSamples:
     """``images`` (F, h, w, 3) uint8 every frame once, at the planner's input size;
     ``student_images`` the same frames at the student's (the same array when the sizes
     match; each network resizes the camera frame itself, as on the car); per sample (N):
-    ``frame`` the current frame's row in ``images``; ``history`` (N, 2) the student's frames
+    ``frame`` the current frame's row in ``images``; ``history`` (N, history) the student's frames
     (rows of ``student_images``); ``ego_status`` (N, 5);
     ``commands``; ``trajectories`` (N, 8, 3) float32; ``bev`` (N, 3, S, S) uint8 and
     ``has_bev`` (N,); ``teacher`` the teacher's outputs per sample or None; ``log`` (N,) the
@@ -82,6 +83,7 @@ def _from_log(
     number: int,
     keep_perturbed: bool,
     student_size: tuple[int, int] | None,
+    history_frames: int,
 ):
     arrays = log.samples
     horizon_s = config.num_poses * config.interval_s
@@ -110,7 +112,7 @@ def _from_log(
         images=images,
         student_images=images if student_size is None else resize_frames(log.frames, student_size[1], student_size[0]),
         frame=frame + offset,
-        history=student_history(frame, step_frames_of(log), 2) + offset,
+        history=student_history(frame, step_frames_of(log), history_frames) + offset,
         ego_status=arrays["ego_status"][keep].astype(np.float32),
         commands=arrays["command"][keep].astype(np.int64),
         trajectories=arrays["trajectory"][keep].astype(np.float32),
@@ -128,16 +130,19 @@ def load_planner_samples(
     split: str | None = None,
     keep_perturbed: bool = False,
     student_size: tuple[int, int] | None = None,
+    student_history_frames: int = StudentConfig.history_frames,
 ) -> PlannerSamples:
     """Samples of every log of a cache (one split, if given); ``teacher`` only when every log has
     teacher outputs. ``student_size`` (height, width): the student's input size, where it
-    differs from the planner's (None: the planner's)."""
+    differs from the planner's (None: the planner's); ``student_history_frames`` how many
+    frames it reads."""
     if student_size is not None and tuple(student_size) == (config.image_height, config.image_width):
         student_size = None
     parts, offset = [], 0
     for number, entry in enumerate(log_entries(cache_dir, split)):
         log_dir = Path(cache_dir) / entry["name"]
-        part = _from_log(LogSamples.load(log_dir), log_dir, config, offset, number, keep_perturbed, student_size)
+        log = LogSamples.load(log_dir)
+        part = _from_log(log, log_dir, config, offset, number, keep_perturbed, student_size, student_history_frames)
         offset += len(part.images)
         parts.append(part)
     if not sum(len(part) for part in parts):

@@ -73,6 +73,10 @@ def student_latents(student: LatentActionStudent | None, samples: PlannerSamples
         raise ValueError(
             f"samples hold frames of {samples.student_images.shape[1:3]}, the student reads {student.config.image_size}"
         )
+    if samples.history.shape[1] != student.config.history_frames:
+        raise ValueError(
+            f"samples hold {samples.history.shape[1]} frames each, the student reads {student.config.history_frames}"
+        )
     return predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
 
 
@@ -138,9 +142,16 @@ def train_planner(
         planner = FusionPlanner(config)
         checkpoint = out_dir / CHECKPOINT
         start_step, optimizer_state = resume_point(checkpoint, planner, resume, out_dir, config.to_dict())
-        student_size = None if student is None else student.config.image_size
-        samples = load_planner_samples(data, config, "train", student_size=student_size)
-        validation = load_planner_samples(data, config, "val", student_size=student_size)
+        reads = (
+            {}
+            if student is None
+            else {  # the frames the student reads: its size, its history
+                "student_size": student.config.image_size,
+                "student_history_frames": student.config.history_frames,
+            }
+        )
+        samples = load_planner_samples(data, config, "train", **reads)
+        validation = load_planner_samples(data, config, "val", **reads)
         latents = student_latents(student, samples)
         validation_latents = student_latents(student, validation)
         write_training_config(out_dir, config.to_dict(), training)
