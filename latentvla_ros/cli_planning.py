@@ -202,61 +202,9 @@ def _cmd_eval_planner(args: argparse.Namespace) -> int:
     return 0
 
 
-def _headroom_features(cache: Path, split: str | None, planner, student, lam, lam_sha256: str, rows: int | None):
-    """(features by set, the planner's final-pose error, notes) for one cache's samples
-    (``rows``: a fixed random subset of that many)."""
-    import numpy as np
-
-    from latentvla_ros.data.cache import LogSamples, log_entries
-    from latentvla_ros.evaluation import error_headroom as room
-    from latentvla_ros.evaluation.planner_evaluation import predict_planner
-    from latentvla_ros.evaluation.student_evaluation import predict_student
-    from latentvla_ros.models.latent_action_labelling import label_log
-    from latentvla_ros.models.planner_features import load_planner_samples
-
-    samples = load_planner_samples(
-        cache,
-        planner.config,
-        split,
-        student_size=student.config.image_size,
-        student_history_frames=student.config.history_frames,
-    )
-    if rows is not None and len(samples) > rows:
-        samples = samples.subset(np.sort(np.random.default_rng(0).choice(len(samples), rows, replace=False)))
-    latents = predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
-    error = room.final_pose_error(predict_planner(planner, samples, latents), samples.trajectories)
-    features = {
-        "control": room.control_features(samples.ego_status, samples.commands),
-        "student": latents["probabilities"].reshape(len(samples), -1),
-    }
-    tokens = np.zeros((len(samples), lam.config.horizon * lam.config.codebook_size), np.float32)
-    labelled, scene, notes = np.zeros(len(samples), dtype=bool), [], []
-    for number, entry in enumerate(log_entries(cache, split)):
-        mine = samples.log == number
-        log = LogSamples.load(Path(cache) / entry["name"])
-        labels = log.labels
-        if labels is None or json.loads(str(labels["model"])).get("sha256") != lam_sha256:
-            made = label_log(lam, log)  # none in the cache, or another LAM's
-            labels = {"future_frames": made.future_frames, "future_ego_tokens": made.future_ego_tokens}
-        tokens[mine], labelled[mine] = room.future_token_features(
-            labels["future_frames"], labels["future_ego_tokens"], samples.log_frame[mine], lam.config.codebook_size
-        )
-        if np.any(log.samples["frame_agents_in_view"] >= 0):
-            scene.append((mine, room.scene_features(log.samples, samples.log_frame[mine], lam.config.step_frames)))
-        else:
-            notes.append(f"{entry['name']}: no ground-truth agents, so no 'scene' set")
-    if not notes and scene:
-        features["scene"] = np.zeros((len(samples), scene[0][1].shape[1]), np.float32)
-        for mine, values in scene:
-            features["scene"][mine] = values
-    features["future_tokens"] = tokens
-    keep = labelled  # every set on the same samples: those with 12 future tokens
-    return {name: values[keep] for name, values in features.items()}, error[keep], notes
-
-
 def _cmd_eval_headroom(args: argparse.Namespace) -> int:
     from latentvla_ros.cli import _cache_of
-    from latentvla_ros.evaluation.error_headroom import headroom
+    from latentvla_ros.evaluation.error_headroom import headroom, headroom_features
     from latentvla_ros.models.latent_action_loading import load_latent_action_model
     from latentvla_ros.models.planner import FusionPlanner
     from latentvla_ros.models.student import LatentActionStudent
@@ -269,12 +217,12 @@ def _cmd_eval_headroom(args: argparse.Namespace) -> int:
     student, _ = LatentActionStudent.load(Path(args.student))
     lam, lam_description = load_latent_action_model(Path(args.lam))
     sha = lam_description.get("sha256", "")
-    train, train_error, notes = _headroom_features(
+    train, train_error, notes = headroom_features(
         Path(args.train_data), "train", planner, student, lam, sha, args.train_samples
     )
     with tempfile.TemporaryDirectory() as scratch:
         cache = _cache_of(Path(args.data), scratch, args)
-        test, test_error, test_notes = _headroom_features(cache, None, planner, student, lam, sha, None)
+        test, test_error, test_notes = headroom_features(cache, None, planner, student, lam, sha, None)
     for note in dict.fromkeys(notes + test_notes):
         print(note)
     shared = [name for name in test if name in train]

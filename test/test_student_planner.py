@@ -4,6 +4,7 @@ perturbation filter, and the train/eval commands end to end on a tiny cache with
 real Qwen2.5-VL teacher."""
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -489,6 +490,7 @@ def test_headroom_features_by_hand():
         "frame_ego_status_live": np.column_stack([np.array([5.0, 6.0, 7.0]), np.zeros((3, 4))]),
     }
     features = error_headroom.scene_features(arrays, np.array([2]), step_frames=2)[0]
+    assert len(features) == error_headroom.SCENE_FEATURES
     assert features[:5].tolist() == [8.0, 1.0, -2.0, 0.0, 1.0]  # the nearest agent now, present
     assert features[5:10].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]  # none two frames before: zeros, flag 0
     assert features[10] == 2.0 and features[11:].tolist() == [7.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]
@@ -611,7 +613,7 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
 
     lam = LatentActionModel(LatentActionConfig())
     save_model(lam, lam.config.to_dict(), tmp_path / "lam", "latent_action_model", "2.0")
-    heldout = write_cache(tmp_path / "heldout", frames=80)
+    heldout = Path(shutil.copytree(cache, tmp_path / "heldout"))  # its own path; the teacher's answers in it
     refused = _run("eval", "headroom", "--data", str(cache), "--train-data", str(cache), "--student", str(student))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr and "must hold other logs" in refused.stderr
     result = _run(
@@ -621,7 +623,7 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     room = json.loads((tmp_path / "headroom.json").read_text())
-    assert set(room["sets"]) == {"control", "student", "scene", "future_tokens"}
+    assert set(room["sets"]) == {"control", "student", "teacher", "scene", "future_tokens"}
     assert all(f"\n{name} " in result.stdout for name in room["sets"])
     assert room["sets"]["future_tokens"]["features"] == room["sets"]["control"]["features"] + 12 * 16
     # Held out: both entries of the one log; training: its "train" entry. Only frames with 12

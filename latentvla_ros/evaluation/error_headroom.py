@@ -10,6 +10,7 @@ correcting the plan by it) on held-out logs. Every set holds the ego status and 
 underfits them), plus one of:
 
 - ``student``: the student's latent-action distributions (what the fusion adds);
+- ``teacher``: the teacher's, where the caches hold its answers (the undistilled latents);
 - ``scene``: the ground truth of the nearest agent in view (now and one latent step
   before), the number in view, and the ego speed over the last 4 s (what a student with
   better perception or a longer history could at most add; logs with agents only);
@@ -19,11 +20,23 @@ underfits them), plus one of:
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from latentvla_ros.core.driving_command import DrivingCommand
+from latentvla_ros.data.cache import LogSamples, log_entries
+from latentvla_ros.evaluation.planner_evaluation import predict_planner
+from latentvla_ros.evaluation.student_evaluation import predict_student
+from latentvla_ros.models.latent_action import LatentActionModel
+from latentvla_ros.models.latent_action_labelling import label_log
+from latentvla_ros.models.planner import FusionPlanner
+from latentvla_ros.models.planner_features import load_planner_samples
+from latentvla_ros.models.student import LatentActionStudent
 
 SPEED_HISTORY_FRAMES = np.arange(0, 41, 5)  # now and every 0.5 s back to 4 s, at 10 Hz
+SCENE_FEATURES = 2 * 5 + 1 + len(SPEED_HISTORY_FRAMES)  # nearest agent now and before, count, speeds
 
 
 def final_pose_error(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -52,7 +65,7 @@ def future_token_features(
 
 
 def scene_features(arrays: dict, frames: np.ndarray, step_frames: int) -> np.ndarray:
-    """(N, 13) of one log's cached arrays at ``frames``: the nearest agent in view (x, y, vx,
+    """(N, SCENE_FEATURES) of one log's cached arrays at ``frames``: the nearest agent in view (x, y, vx,
     vy relative to the ego; 0 with a flag when none) now and ``step_frames`` before, the
     number in view, and the ego's speed now and every 0.5 s back to 4 s (clipped at the start)."""
     nearest = np.asarray(arrays["frame_nearest_agent"], dtype=np.float32)
@@ -105,3 +118,67 @@ def headroom(
             "fde_4s_corrected": float(np.linalg.norm(test_error - predicted, axis=1).mean()),
         }
     return {"fde_4s": float(np.linalg.norm(test_error, axis=1).mean()), "samples": len(test_error), "sets": rows}
+
+
+def _future_tokens_of(log: LogSamples, lam: LatentActionModel, lam_sha256: str) -> tuple[np.ndarray, np.ndarray]:
+    """(future_frames, future_ego_tokens) of a log: the cache's labels when ``lam`` made them
+    (``latentvla label``), else labelled here in memory (the cache is left as it is)."""
+    labels = log.labels
+    if labels is not None and json.loads(str(labels["model"])).get("sha256") == lam_sha256:
+        return labels["future_frames"], labels["future_ego_tokens"]
+    made = label_log(lam, log)
+    return made.future_frames, made.future_ego_tokens
+
+
+def headroom_features(
+    cache: Path,
+    split: str | None,
+    planner: FusionPlanner,
+    student: LatentActionStudent,
+    lam: LatentActionModel,
+    lam_sha256: str,
+    rows: int | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    """(features by set, the planner's final-pose error, notes on sets left out) for a cache's
+    samples (one split, if given; ``rows``: a fixed random subset of that many), restricted
+    to the samples with 12 future tokens so that every set is scored on the same ones. A
+    fusion planner is fed by ``student``."""
+    samples = load_planner_samples(
+        cache,
+        planner.config,
+        split,
+        student_size=student.config.image_size,
+        student_history_frames=student.config.history_frames,
+    )
+    if rows is not None and len(samples) > rows:
+        samples = samples.subset(np.sort(np.random.default_rng(0).choice(len(samples), rows, replace=False)))
+    latents = predict_student(student, samples.student_images, samples.history, samples.ego_status, samples.commands)
+    error = final_pose_error(predict_planner(planner, samples, latents), samples.trajectories)
+    features = {
+        "control": control_features(samples.ego_status, samples.commands),
+        "student": latents["probabilities"].reshape(len(samples), -1),
+    }
+    notes = []
+    if samples.teacher is not None:
+        features["teacher"] = samples.teacher["probabilities"].reshape(len(samples), -1)
+    else:
+        notes.append(f"{cache}: not every log holds the teacher's answers, so no 'teacher' set")
+    tokens = np.zeros((len(samples), lam.config.horizon * lam.config.codebook_size), np.float32)
+    scene = np.zeros((len(samples), SCENE_FEATURES), np.float32)
+    labelled, every_log_has_agents = np.zeros(len(samples), dtype=bool), True
+    for number, entry in enumerate(log_entries(cache, split)):
+        mine = samples.log == number
+        log = LogSamples.load(Path(cache) / entry["name"])
+        future_frames, future_tokens = _future_tokens_of(log, lam, lam_sha256)
+        tokens[mine], labelled[mine] = future_token_features(
+            future_frames, future_tokens, samples.log_frame[mine], lam.config.codebook_size
+        )
+        if np.any(log.samples["frame_agents_in_view"] >= 0):
+            scene[mine] = scene_features(log.samples, samples.log_frame[mine], lam.config.step_frames)
+        else:
+            every_log_has_agents = False
+            notes.append(f"{entry['name']}: no ground-truth agents, so no 'scene' set")
+    if every_log_has_agents:
+        features["scene"] = scene
+    features["future_tokens"] = tokens
+    return {name: values[labelled] for name, values in features.items()}, error[labelled], notes
