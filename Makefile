@@ -181,6 +181,11 @@ train-planning: setup
 		--teacher $(TRAIN_DIR)/teacher/$(TEACHER) --out $(TRAIN_DIR)/student $(STUDENT_RECIPE)
 	$(call PLANNER_PAIRS,$(PLANNER_SEEDS),$(SIDE_EVALS))
 	$(call EVAL_PLANNERS,$(PLANNER_SEEDS))
+	# How much of the shipped ablation's 4 s error the latent actions, the scene or the true
+	# future tokens could explain (README "What the latent actions could add"; ~1.5 min).
+	$(call TIMED,eval headroom) $(LATENTVLA) eval headroom --data $(TRAIN_DIR)/fresh_cache \
+		--train-data $(TRAIN_DIR)/drive_cache --planner $(TRAIN_DIR)/planner_nofusion_s0/$(NO_FUSION) \
+		--student $(TRAIN_DIR)/student/$(STUDENT) --lam models/$(LAM) --json $(TRAIN_DIR)/$(NO_FUSION)_headroom.json
 	# Copied beside the shipped teacher first: a failed copy leaves the shipped one in place.
 	rm -rf models/$(TEACHER).new && cp -r $(TRAIN_DIR)/teacher/$(TEACHER) models/$(TEACHER).new
 	rm -rf models/$(TEACHER) && mv models/$(TEACHER).new models/$(TEACHER)
@@ -192,6 +197,7 @@ train-planning: setup
 	cp $(TRAIN_DIR)/planner_s0/$(PLANNER).safetensors $(TRAIN_DIR)/planner_s0/$(PLANNER).json models/
 	cp $(TRAIN_DIR)/planner_s0/metrics.jsonl models/$(PLANNER)_training_log.jsonl
 	cp $(TRAIN_DIR)/planner_nofusion_s0/$(NO_FUSION).safetensors $(TRAIN_DIR)/planner_nofusion_s0/$(NO_FUSION).json models/
+	cp $(TRAIN_DIR)/$(NO_FUSION)_headroom.json models/
 	cat $(TRAIN_DIR)/stage_times.txt
 
 # Acceptance 3's three seeds: the fusion planner and its no-fusion twin at seeds 1 and 2
