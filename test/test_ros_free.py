@@ -64,6 +64,14 @@ ROS_FREE_MODULES = (
     "latentvla_ros.models.teacher.teacher_features",
     "latentvla_ros.evaluation.teacher_evaluation",
     "latentvla_ros.training.teacher_stage",
+    "latentvla_ros.models.student",
+    "latentvla_ros.models.planner",
+    "latentvla_ros.models.planner_features",
+    "latentvla_ros.training.student_stage",
+    "latentvla_ros.training.planner_stage",
+    "latentvla_ros.evaluation.student_evaluation",
+    "latentvla_ros.evaluation.planner_evaluation",
+    "latentvla_ros.evaluation.error_headroom",
 )
 
 SITECUSTOMIZE = f"""
