@@ -223,7 +223,7 @@ def _cmd_eval_headroom(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         cache = _cache_of(Path(args.data), scratch, args)
         test, test_error, test_notes = headroom_features(cache, None, planner, student, lam, sha, None)
-    for note in dict.fromkeys(notes + test_notes):
+    for note in [f"--train-data: {note}" for note in notes] + [f"--data: {note}" for note in test_notes]:
         print(note)
     shared = [name for name in test if name in train]
     report = headroom({n: train[n] for n in shared}, train_error, {n: test[n] for n in shared}, test_error)

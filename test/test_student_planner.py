@@ -616,11 +616,12 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     heldout = Path(shutil.copytree(cache, tmp_path / "heldout"))  # its own path; the teacher's answers in it
     refused = _run("eval", "headroom", "--data", str(cache), "--train-data", str(cache), "--student", str(student))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr and "must hold other logs" in refused.stderr
-    result = _run(
+    headroom = [
         "eval", "headroom", "--data", str(heldout), "--train-data", str(cache), "--student", str(student),
         "--planner", str(tmp_path / "planner1" / "planner_nofusion_v1.0"), "--lam", str(tmp_path / "lam"),
         "--json", str(tmp_path / "headroom.json"),
-    )  # fmt: skip
+    ]  # fmt: skip
+    result = _run(*headroom)
     assert result.returncode == 0, result.stderr
     room = json.loads((tmp_path / "headroom.json").read_text())
     assert set(room["sets"]) == {"control", "student", "teacher", "scene", "future_tokens"}
@@ -630,6 +631,11 @@ def test_train_and_eval_student_and_planner_commands(tmp_path):
     # future tokens (3.6 s ahead in the log) count, the same samples in every set.
     assert 0 < room["train_samples"] < 65 and room["samples"] == 2 * room["train_samples"]
     assert room["fde_4s"] > 0.0 and not (heldout / "log_a" / "latent_labels.npz").exists()
+    (heldout / "log_a" / "teacher_outputs.npz").unlink()  # a set missing on one side: left out, said so
+    result = _run(*headroom[:-2], "--json", str(tmp_path / "without_teacher.json"))
+    assert result.returncode == 0, result.stderr
+    assert "--data: not every log holds the teacher's answers, so no 'teacher' set" in result.stdout
+    assert "teacher" not in json.loads((tmp_path / "without_teacher.json").read_text())["sets"]
 
 
 def test_train_planner_fusion_without_a_student_is_one_clear_error(tmp_path):

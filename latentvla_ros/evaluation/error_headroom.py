@@ -162,7 +162,7 @@ def headroom_features(
     if samples.teacher is not None:
         features["teacher"] = samples.teacher["probabilities"].reshape(len(samples), -1)
     else:
-        notes.append(f"{cache}: not every log holds the teacher's answers, so no 'teacher' set")
+        notes.append("not every log holds the teacher's answers, so no 'teacher' set")
     tokens = np.zeros((len(samples), lam.config.horizon * lam.config.codebook_size), np.float32)
     scene = np.zeros((len(samples), SCENE_FEATURES), np.float32)
     labelled, every_log_has_agents = np.zeros(len(samples), dtype=bool), True
