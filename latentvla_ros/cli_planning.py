@@ -341,7 +341,9 @@ def add_parsers(train_models, eval_models) -> None:
     )
     eval_headroom.add_argument("--student", default=str(shipped_model(SHIPPED_STUDENT)))
     eval_headroom.add_argument(
-        "--lam", default=str(shipped_model(SHIPPED_LAM)), help="LAM of the future tokens (the cache's labels if its)"
+        "--lam",
+        default=str(shipped_model(SHIPPED_LAM)),
+        help="LAM of the oracle's future tokens (a cache's labels when this LAM made them)",
     )
     eval_headroom.add_argument(
         "--train-samples", type=int, default=16000, help="a fixed random subset of the training split's samples"
