@@ -45,6 +45,15 @@ def log_entries(cache_dir: Path, split: str | None = None) -> list[dict]:
     return logs
 
 
+def rows_at_frames(row_frames: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(N,) for each of ``frames`` the row of the per-frame array whose frame indices are
+    ``row_frames`` (teacher answers, LAM labels), -1 where that array has no row for it."""
+    row_frames, frames = np.asarray(row_frames, dtype=np.int64), np.asarray(frames, dtype=np.int64)
+    row_of = np.full(max(int(row_frames.max(initial=-1)), int(frames.max(initial=-1))) + 1, -1, dtype=np.int64)
+    row_of[row_frames] = np.arange(len(row_frames))
+    return row_of[frames]
+
+
 @dataclass(frozen=True)
 class LogSamples:
     """One cached log: ``frames`` (F, H, W, 3) uint8 (memory-mapped) and the sample arrays."""

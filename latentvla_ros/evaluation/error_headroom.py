@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from latentvla_ros.core.driving_command import DrivingCommand
-from latentvla_ros.data.cache import LogSamples, log_entries
+from latentvla_ros.data.cache import LogSamples, log_entries, rows_at_frames
 from latentvla_ros.evaluation.planner_evaluation import predict_planner
 from latentvla_ros.evaluation.student_evaluation import predict_student
 from latentvla_ros.models.latent_action import LatentActionModel
@@ -55,9 +55,7 @@ def future_token_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One log's labels (``latentvla label``: ``future_frames`` (M,), ``future_tokens`` (M, T))
     at ``frames`` (N,) of that log -> ((N, T * K) one-hot, (N,) True where a frame has them)."""
-    row_of = np.full(max(int(np.max(frames, initial=-1)), int(np.max(future_frames, initial=-1))) + 1, -1)
-    row_of[future_frames] = np.arange(len(future_frames))
-    rows = row_of[frames]
+    rows = rows_at_frames(future_frames, frames)
     tokens = np.asarray(future_tokens, dtype=np.int64)
     tokens = tokens[np.clip(rows, 0, None)] if len(tokens) else np.zeros((len(frames), tokens.shape[1]), np.int64)
     one_hot = np.eye(codebook_size, dtype=np.float32)[tokens].reshape(len(frames), -1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentvla_ros.data.cache import LogSamples, log_entries
+from latentvla_ros.data.cache import LogSamples, log_entries, rows_at_frames
 from latentvla_ros.models.planner import BEV_CHANNELS, PlannerConfig
 from latentvla_ros.models.student import StudentConfig
 from latentvla_ros.models.student_features import resize_frames, student_history
@@ -99,9 +99,7 @@ def _from_log(
     teacher = None
     targets = load_teacher_targets(log_dir)
     if targets is not None:
-        row_of = np.full(len(arrays["frame_stamps_ns"]), -1)
-        row_of[targets["frame_t"]] = np.arange(len(targets["frame_t"]))
-        rows = row_of[frame]
+        rows = rows_at_frames(targets["frame_t"], frame)
         if np.all(rows >= 0):
             teacher = {
                 name: targets[name][rows]

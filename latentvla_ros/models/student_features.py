@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from latentvla_ros.data.cache import LogSamples, log_entries
+from latentvla_ros.data.cache import LogSamples, log_entries, rows_at_frames
 from latentvla_ros.models.student import StudentConfig
 from latentvla_ros.models.teacher.teacher_features import MissingLabelsError, commands_by_frame
 from latentvla_ros.models.teacher.teacher_targets import require_teacher_targets
@@ -86,10 +86,9 @@ def _from_log(log: LogSamples, log_dir: Path, config: StudentConfig, image_offse
     step = int(targets["step_frames"])
     lam = np.full((len(frames_t), config.horizon), -1, dtype=np.int64)
     if log.labels is not None and len(log.labels["future_frames"]):
-        row_of = {int(f): row for row, f in enumerate(log.labels["future_frames"])}
-        for row, frame in enumerate(frames_t):
-            if int(frame) in row_of:
-                lam[row] = log.labels["future_ego_tokens"][row_of[int(frame)], : config.horizon]
+        rows = rows_at_frames(log.labels["future_frames"], frames_t)
+        found = rows >= 0
+        lam[found] = log.labels["future_ego_tokens"][rows[found], : config.horizon]
     images = resize_frames(log.frames, config.image_width, config.image_height)
     samples = StudentSamples(
         images=images,
