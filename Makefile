@@ -69,11 +69,11 @@ $(VENV)/.tf2_msgs.stamp: $(VENV)/.requirements.stamp $(wildcard cmake/tf2_msgs_s
 # two threads each on this 2-core CPU thrash).
 TRAIN_DIR := out/train
 LAM := lam_v2.0
-# Options for the LAM (latentvla train lam --set KEY=VALUE; README "LAM options"); the
-# shipped LAM uses none. The measured all-options chain (README) is
+# Options for the LAM (latentvla train lam --set KEY=VALUE; README "Experimental LAM options"); the
+# shipped LAM uses none. The measured all-options chain (docs/experiments.md) is
 # make train LAM_RECIPE="--set environment_ego_warp=true --set ego_motion_cost_volume=true
 #   --set ego_action_warp_only=true --set ego_warp_geometry=ground_plane"
-# and the best LAM measured (README "C's whole chain"; its chain run stage by stage, not by make)
+# and the best LAM measured (docs/experiments.md "C's whole chain"; its chain run stage by stage, not by make)
 # is that plus --set environment_decoder_unmoved=true --set cost_volume_yaw_steps=25.
 LAM_RECIPE :=
 TEACHER := teacher_v1.0
@@ -154,7 +154,7 @@ PLANNER_SEEDS := 0
 # fusion planner 1.122 +- 0.020 over three seeds (make train-ablation, bit for bit too),
 # 0.469x constant velocity; the no-fusion twins 1.094 +- 0.011, better than
 # the fusion at every seed.
-# Other measured recipes (README): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
+# Other measured recipes (docs/experiments.md): EXTRA_DRIVE_SEEDS= STUDENT_RECIPE= (the 84 minutes,
 # student 0.714); C's LAM_RECIPE with STUDENT_RECIPE="--hard-label-weight 0.5 --steps 20000"
 # (student 0.819, planners 0.535x).
 EXTRA_DRIVE_SEEDS := 9 10 11 12 13 14 15
