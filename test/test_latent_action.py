@@ -335,6 +335,33 @@ def test_dataset_items_are_float_frames_in_unit_range():
     assert 0.0 <= float(item["frames"].min()) and float(item["frames"].max()) <= 1.0
 
 
+def test_labelling_tokens_are_the_full_forward_passes_tokens():
+    """`latentvla label` runs only the encoders; its tokens are those of the full pass
+    `eval lam` makes, with every option that changes what the encoders read switched on."""
+    from dataclasses import replace
+
+    from latentvla_ros.evaluation.latent_action_evaluation import predict
+    from latentvla_ros.models.latent_action_labelling import infer_tokens
+
+    config = replace(
+        TINY,
+        environment_ego_warp=True,
+        ego_motion_cost_volume=True,
+        ego_action_warp_only=True,
+        ego_warp_geometry="ground_plane",
+    )
+    torch.manual_seed(0)
+    model = LatentActionModel(config)
+    model.train()  # infer_tokens must switch to eval mode itself, as predict does
+    windows = _tiny_windows()
+    ego, environment = infer_tokens(model, windows, batch_size=16)
+    predictions = predict(model, windows, batch_size=16)
+    assert ego.shape == environment.shape == (len(windows),)
+    np.testing.assert_array_equal(ego, predictions.ego_tokens)
+    np.testing.assert_array_equal(environment, predictions.environment_tokens)
+    assert len(np.unique(ego)) > 1 and len(np.unique(environment)) > 1  # not a trivially equal constant
+
+
 LATENTVLA = Path(sys.executable).parent / "latentvla"
 
 

@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from latentvla_ros.data.cache import LABELS_FILE, LogSamples, log_entries
-from latentvla_ros.evaluation.latent_action_evaluation import predict
 from latentvla_ros.models.latent_action import LatentActionModel
-from latentvla_ros.models.latent_action_features import windows_from_log
+from latentvla_ros.models.latent_action_features import LamDataset, LamWindows, windows_from_log
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,21 @@ class LatentLabels:
     step_frames: int  # camera frames per latent step: target k of frame f starts at f + k * step_frames
 
 
+@torch.no_grad()
+def infer_tokens(model: LatentActionModel, windows: LamWindows, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(ego tokens, environment tokens) of every window, in eval mode. Only the encoders
+    run: labelling needs no decoder, which is about half the cost of a full forward pass."""
+    model.eval()
+    device = next(model.parameters()).device
+    ego, environment = [], []
+    for batch in DataLoader(LamDataset(windows), batch_size=batch_size):
+        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+        ego_tokens, environment_tokens = model.tokens(batch)
+        ego.append(ego_tokens.cpu().numpy())
+        environment.append(environment_tokens.cpu().numpy())
+    return np.concatenate(ego), np.concatenate(environment)
+
+
 def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
     """Tokens of every valid step of a cached log and 12-token futures where all 12 steps exist."""
     config = model.config
@@ -43,17 +59,17 @@ def label_log(model: LatentActionModel, log: LogSamples) -> LatentLabels:
         empty = np.zeros(0, dtype=np.int64)
         targets = np.zeros((0, config.horizon), np.int64)
         return LatentLabels(empty, empty, empty, empty, targets, windows.step_s, config.step_frames)
-    predictions = predict(model, windows)
+    ego_tokens, environment_tokens = infer_tokens(model, windows)
     by_frame = np.full(len(log.samples["frame_stamps_ns"]), -1, dtype=np.int64)
-    by_frame[windows.frame_t] = predictions.ego_tokens
+    by_frame[windows.frame_t] = ego_tokens
     offsets = np.arange(config.horizon) * config.step_frames
     candidates = windows.frame_t[windows.frame_t + offsets[-1] < len(by_frame)]
     sequences = by_frame[candidates[:, None] + offsets[None, :]]
     complete = np.all(sequences >= 0, axis=1)
     return LatentLabels(
         frame_t=windows.frame_t,
-        ego_tokens=predictions.ego_tokens,
-        environment_tokens=predictions.environment_tokens,
+        ego_tokens=ego_tokens,
+        environment_tokens=environment_tokens,
         future_frames=candidates[complete],
         future_ego_tokens=sequences[complete],
         step_s=windows.step_s,
