@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics import adjusted_mutual_info_score, r2_score
-from torch.utils.data import DataLoader
 
 from latentvla_ros.models.latent_action import LatentActionModel
-from latentvla_ros.models.latent_action_features import UNKNOWN_AGENTS, LamDataset, LamWindows
+from latentvla_ros.models.latent_action_features import UNKNOWN_AGENTS, LamDataset, LamWindows, device_batches
 
 # A codebook whose held-out perplexity is below this carries (almost) one code: collapsed.
 COLLAPSE_PERPLEXITY = 2.0
@@ -140,8 +139,7 @@ def predict(
     generator = torch.Generator().manual_seed(0)
     ego, environment, squared, copy_squared, count = [], [], 0.0, 0.0, 0
     sums = {s: {"inferred": 0.0, "shuffled": 0.0, "constant": np.zeros(size)} for s in (1, 2)}
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    for batch in device_batches(dataset, batch_size, device):
         output = model(batch, stage=2)
         prediction = model(batch, stage=1).prediction if stage == 1 else output.prediction
         target, current = batch["frames"][:, -1], batch["frames"][:, -2]

@@ -8,13 +8,14 @@ tokens disentangle ego motion, never for training.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from latentvla_ros.core.se2 import relative_poses
 from latentvla_ros.data.cache import LogSamples, log_entries
@@ -201,3 +202,9 @@ class LamDataset(Dataset):
             "ego_state": torch.from_numpy(window.ego_state[index]),
             "maneuver": int(window.maneuver[index]),
         }
+
+
+def device_batches(dataset: Dataset, batch_size: int, device: torch.device | str) -> Iterator[dict]:
+    """The batches of ``dataset`` in order, their tensors moved to ``device``."""
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        yield {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}

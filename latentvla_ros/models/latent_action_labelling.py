@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from latentvla_ros.data.cache import LABELS_FILE, LogSamples, log_entries
 from latentvla_ros.models.latent_action import LatentActionModel
-from latentvla_ros.models.latent_action_features import LamDataset, LamWindows, windows_from_log
+from latentvla_ros.models.latent_action_features import LamDataset, LamWindows, device_batches, windows_from_log
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,7 @@ def infer_tokens(model: LatentActionModel, windows: LamWindows, batch_size: int 
     model.eval()
     device = next(model.parameters()).device
     ego, environment = [], []
-    for batch in DataLoader(LamDataset(windows), batch_size=batch_size):
-        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    for batch in device_batches(LamDataset(windows), batch_size, device):
         ego_tokens, environment_tokens = model.tokens(batch)
         ego.append(ego_tokens.cpu().numpy())
         environment.append(environment_tokens.cpu().numpy())

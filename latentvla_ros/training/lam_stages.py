@@ -37,7 +37,13 @@ from latentvla_ros.models.checkpoint import (
     save_model,
 )
 from latentvla_ros.models.latent_action import LatentActionConfig, LatentActionModel
-from latentvla_ros.models.latent_action_features import FrameSizeError, LamDataset, LamWindows, load_windows
+from latentvla_ros.models.latent_action_features import (
+    FrameSizeError,
+    LamDataset,
+    LamWindows,
+    device_batches,
+    load_windows,
+)
 from latentvla_ros.models.latent_action_loading import MODEL_KIND
 from latentvla_ros.training.loop import (
     MetricsLog,
@@ -205,9 +211,7 @@ def _recalibration_batches(windows, training: LamTrainingConfig, runtime) -> lis
     generator = torch.Generator().manual_seed(training.seed)
     count = min(len(dataset), training.recalibration_batches * training.batch_size)
     rows = torch.randperm(len(dataset), generator=generator)[:count].tolist()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, rows), batch_size=training.batch_size)
-    return [{key: value.to(runtime.device) if torch.is_tensor(value) else value for key, value in batch.items()}
-            for batch in loader]  # fmt: skip
+    return list(device_batches(torch.utils.data.Subset(dataset, rows), training.batch_size, runtime.device))
 
 
 def stage1_environment(model, windows, validation, training, out_dir, runtime, metrics, start_step=0, resume=None):
