@@ -162,6 +162,7 @@ def _cmd_train_lam(args: argparse.Namespace) -> int:
         evaluate_every=args.evaluate_every,
         collapse_warmup_steps=args.collapse_warmup_steps,
         seed=args.seed,
+        cosine_decay=args.cosine_decay,
     )
     try:
         config = config_with(LatentActionConfig(), args.set)
@@ -394,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_lam.add_argument("--batch-size", type=int, default=64)
     train_lam.add_argument("--evaluate-every", type=int, default=200, help="held-out progress check every N steps")
     train_lam.add_argument("--seed", type=int, default=0, help="initialization and batch order of both stages")
+    train_lam.add_argument(
+        "--cosine-decay", action="store_true", help="decay each stage's learning rate to 0 at its last step"
+    )
     train_lam.add_argument(
         "--collapse-warmup-steps",
         type=int,

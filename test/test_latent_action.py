@@ -437,10 +437,13 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     # Stage 2 alone on this run's stage 1, with another stage-2 decoder: stage 1 is kept bit for bit.
     variant = tmp_path / "ground_plane"
     reused = _train(
-        data, variant, "--stage1-from", str(out / "lam_v2.0"), "--set", "ego_warp_geometry=ground_plane", "--seed", "1"
-    )
+        data, variant, "--stage1-from", str(out / "lam_v2.0"), "--set", "ego_warp_geometry=ground_plane", "--seed", "1",
+        "--cosine-decay",
+    )  # fmt: skip
     assert reused.returncode == 0, reused.stderr[-2000:]
-    assert json.loads((variant / "training_config.json").read_text())["training"]["seed"] == 1
+    recorded = json.loads((variant / "training_config.json").read_text())["training"]
+    assert (recorded["seed"], recorded["cosine_decay"]) == (1, True)
+    assert json.loads((out / "training_config.json").read_text())["training"]["cosine_decay"] is False
     stages = [json.loads(line)["stage"] for line in (variant / "metrics.jsonl").read_text().splitlines()]
     assert stages == ["stage2_ego"]
     first_model, _ = load_latent_action_model(out / "lam_v2.0")
@@ -452,6 +455,21 @@ def test_training_writes_model_and_resumes_only_the_same_config(tmp_path):
     torch.testing.assert_close(first_model.environment_codebook.codebook, second_model.environment_codebook.codebook)
     refused = _train(data, tmp_path / "other", "--stage1-from", str(out / "lam_v2.0"), "--set", "latent_dim=16")
     assert refused.returncode == 2 and "its stage 1 was trained with other latent_dim" in refused.stderr
+
+
+def test_lam_learning_rate_is_constant_by_default_and_decays_to_zero_with_cosine_decay():
+    from latentvla_ros.training.lam_stages import LamTrainingConfig, lam_schedule
+
+    constant = lam_schedule(2000, LamTrainingConfig())
+    decaying = lam_schedule(2000, LamTrainingConfig(cosine_decay=True))
+    for schedule in (constant, decaying):  # the same warm-up
+        assert schedule.learning_rate_at(0) == pytest.approx(1e-3 / 50)
+        assert schedule.learning_rate_at(49) == pytest.approx(1e-3)
+    assert constant.learning_rate_at(1999) == pytest.approx(1e-3)
+    assert decaying.learning_rate_at(1025) == pytest.approx(0.5e-3)  # half-way after warm-up
+    assert decaying.learning_rate_at(1999) < 1e-8
+    rates = [decaying.learning_rate_at(step) for step in range(50, 2000)]
+    assert np.all(np.diff(rates) <= 0)
 
 
 @pytest.mark.slow

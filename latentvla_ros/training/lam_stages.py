@@ -71,6 +71,9 @@ class LamTrainingConfig:
     # The collapse guard checks each progress evaluation from this step of a stage on.
     collapse_warmup_steps: int = 400
     recalibration_batches: int = 16
+    # Decay each stage's learning rate to 0 at its last step (at a constant rate the ego
+    # tokens keep wandering: held-out ego AMI 0.26 at stage-2 step 1200, 0.22 at 2000).
+    cosine_decay: bool = False
 
 
 def check_data_fits(cache_dir: Path, config: LatentActionConfig) -> None:
@@ -196,13 +199,24 @@ def _train_lam_stage(
                 f"{record[f'{codebook}_codes_used']} code(s) used); see {out_dir / 'metrics.jsonl'}"
             )
 
-    schedule = StageSchedule(steps, training.batch_size, training.learning_rate, evaluate_every=training.evaluate_every)
+    schedule = lam_schedule(steps, training)
     train_stage(
         name, model, model.stage_parameters(stage), loss, LamDataset(windows), schedule, runtime,
         out_dir / CHECKPOINT_NAME, lambda stem, extra: _save(model, stem, extra), evaluate, metrics,
         start_step, resume, training.seed + stage - 1, check,
     )  # fmt: skip
     model.recalibrate_norm(recalibration, stage)
+
+
+def lam_schedule(steps: int, training: LamTrainingConfig) -> StageSchedule:
+    """One LAM stage's schedule of ``steps`` steps: 50 warm-up steps, then constant or cosine."""
+    return StageSchedule(
+        steps,
+        training.batch_size,
+        training.learning_rate,
+        evaluate_every=training.evaluate_every,
+        cosine_decay=training.cosine_decay,
+    )
 
 
 def _recalibration_batches(windows, training: LamTrainingConfig, runtime) -> list[dict]:
