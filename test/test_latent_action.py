@@ -173,6 +173,26 @@ def test_vq_ema_moves_codes_and_restarts_dead_ones():
     assert len(torch.unique(tokens)) >= 4
 
 
+def test_ego_dead_code_threshold_is_the_ego_codebooks_own_and_zero_lets_an_unused_code_die():
+    from dataclasses import replace
+
+    model = LatentActionModel(replace(TINY, ego_dead_code_threshold=0.0))
+    assert model.ego_codebook.dead_threshold == 0.0
+    assert model.environment_codebook.dead_threshold == TINY.dead_code_threshold > 0.0
+    away = torch.tensor([-1.0, 0.0])  # opposite the data: no window picks this code
+    data = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 0.1 + torch.tensor([5.0, 5.0])
+    directions = torch.nn.functional.normalize(data, dim=1)
+    for threshold, restarted in ((0.5, True), (0.0, False)):
+        quantizer = VectorQuantizerEMA(4, 2, decay=0.5, commitment_weight=0.05, dead_threshold=threshold).train()
+        quantizer(data)  # initialized at data rows
+        quantizer.codebook[3] = away
+        quantizer.ema_sum[3] = away
+        for _ in range(30):
+            quantizer(data)
+        nearest = torch.cdist(quantizer.codebook[3:], directions).min().item()
+        assert (nearest < 0.3) is restarted, (threshold, quantizer.codebook[3])
+
+
 def test_environment_codebook_is_frozen_in_stage_two():
     model = LatentActionModel(TINY).train()
     model(_batch(TINY), 1)  # initializes and updates the environment codebook

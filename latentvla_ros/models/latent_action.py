@@ -67,6 +67,9 @@ class LatentActionConfig:
     commitment_weight: float = 0.05
     ema_decay: float = 0.99
     dead_code_threshold: float = 0.1  # restart codes used less than this share of an even split
+    # The same for the ego codebook (stage 2). A restarted code is re-seeded inside a used
+    # cluster and splits it, so restarts keep all 16 ego codes in play; 0 lets rare ones die.
+    ego_dead_code_threshold: float = 0.1
     usage_decay: float = 0.9  # of the usage statistic: an unused code is restarted after ~20 steps
     conditioning_dim: int = 32
     # Stage 1: an adversary learns to read the ego motion from the environment latent; the
@@ -139,7 +142,7 @@ class LatentActionConfig:
             raise ValueError("ego_action_warp_only needs ego_decoder_warp")
         if self.environment_decoder_unmoved and not self.environment_ego_warp:
             raise ValueError("environment_decoder_unmoved needs environment_ego_warp")
-        for name in LOSS_WEIGHTS:
+        for name in (*LOSS_WEIGHTS, "dead_code_threshold", "ego_dead_code_threshold"):
             check_loss_weight(name, getattr(self, name))
         if self.ego_warp_geometry not in WARP_GEOMETRIES:
             raise ValueError(
@@ -603,7 +606,7 @@ class LatentActionModel(nn.Module):
             nn.Linear(64 + d + costs, 64), nn.GELU(), nn.Linear(64, d), nn.BatchNorm1d(d, affine=False)
         )
         self.ego_codebook = VectorQuantizerEMA(
-            config.codebook_size, d, config.ema_decay, config.commitment_weight, config.dead_code_threshold
+            config.codebook_size, d, config.ema_decay, config.commitment_weight, config.ego_dead_code_threshold
         )
         self.speed_conditioning = nn.Sequential(nn.Linear(1, c), nn.GELU(), nn.Linear(c, c))
         speed_dim = c if config.ego_decoder_speed else 0

@@ -115,6 +115,7 @@ CAMERA_FIELDS = frozenset(
 # (the camera too, unless stage 1 warps by the ego motion: see stage2_only_fields).
 STAGE2_ONLY_FIELDS = CAMERA_FIELDS | frozenset(
     {
+        "ego_dead_code_threshold",
         "ego_decoder_speed",
         "ego_decoder_warp",
         "ego_action_warp_only",
