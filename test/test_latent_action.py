@@ -179,6 +179,9 @@ def test_ego_dead_code_threshold_is_the_ego_codebooks_own_and_zero_lets_an_unuse
     model = LatentActionModel(replace(TINY, ego_dead_code_threshold=0.0))
     assert model.ego_codebook.dead_threshold == 0.0
     assert model.environment_codebook.dead_threshold == TINY.dead_code_threshold > 0.0
+    for name in ("dead_code_threshold", "ego_dead_code_threshold"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+            replace(TINY, **{name: float("nan")})
     away = torch.tensor([-1.0, 0.0])  # opposite the data: no window picks this code
     data = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 0.1 + torch.tensor([5.0, 5.0])
     directions = torch.nn.functional.normalize(data, dim=1)
