@@ -293,18 +293,37 @@ def test_probe_and_action_gain_arithmetic():
     assert numbers["recon_improvement_vs_copy"] == pytest.approx(0.6)
 
 
-def test_adversary_learns_on_detached_latents_and_confusion_trains_only_the_encoder():
-    model = LatentActionModel(TINY).train()
-    batch = _batch(TINY)
+@pytest.mark.parametrize("name", ["environment", "ego_speed"])
+def test_adversary_learns_on_detached_latents_and_confusion_trains_only_the_encoder(name):
+    from dataclasses import replace
+
+    model = LatentActionModel(replace(TINY, ego_speed_adversary_weight=0.5)).train()
+    adversary = model.environment_adversary if name == "environment" else model.ego_speed_adversary
+    target = torch.randn(6, 8 if name == "environment" else 1)
     latent = torch.randn(6, TINY.latent_dim, requires_grad=True)
-    losses = model._adversary_losses(latent, batch)
-    adversary = list(model.environment_adversary.parameters())
-    losses["environment_adversary"].backward(retain_graph=True)
-    assert latent.grad is None and all(p.grad is not None for p in adversary)
-    for p in adversary:
+    losses = model._adversary_losses(name, adversary, 0.5, latent, target)
+    parameters = list(adversary.parameters())
+    losses[f"{name}_adversary"].backward(retain_graph=True)
+    assert latent.grad is None and all(p.grad is not None for p in parameters)
+    for p in parameters:
         p.grad = None
-    losses["environment_confusion"].backward()
-    assert latent.grad.abs().sum() > 0 and all(p.grad is None for p in adversary)
+    losses[f"{name}_confusion"].backward()
+    assert latent.grad.abs().sum() > 0 and all(p.grad is None for p in parameters)
+
+
+def test_ego_speed_adversary_is_stage_two_only_and_off_by_default():
+    """Off: no module, so models saved before it load unchanged. On: stage 2 trains it
+    beside the ego encoder (its losses in the stage-2 set), stage 1 neither sees nor trains it."""
+    from dataclasses import replace
+
+    assert LatentActionModel(TINY).ego_speed_adversary is None
+    model = LatentActionModel(replace(TINY, ego_speed_adversary_weight=0.5)).train()
+    adversary = set(model.ego_speed_adversary.parameters())
+    assert adversary <= set(model.stage_parameters(2)) and not adversary & set(model.stage_parameters(1))
+    assert {"ego_speed_adversary", "ego_speed_confusion"} <= set(model(_batch(TINY), 2).losses)
+    assert not any(name.startswith("ego_speed") for name in model(_batch(TINY), 1).losses)
+    with pytest.raises(ValueError, match="ego_speed_adversary_weight"):
+        replace(TINY, ego_speed_adversary_weight=-1.0)
 
 
 def test_recalibrated_norm_holds_the_exact_statistics_of_the_final_weights():
