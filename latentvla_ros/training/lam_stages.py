@@ -116,6 +116,7 @@ CAMERA_FIELDS = frozenset(
 STAGE2_ONLY_FIELDS = CAMERA_FIELDS | frozenset(
     {
         "ego_dead_code_threshold",
+        "ego_speed_adversary_weight",
         "ego_decoder_speed",
         "ego_decoder_warp",
         "ego_action_warp_only",
