@@ -630,6 +630,37 @@ def test_shipped_weights_load_and_evaluate(recorded_cache, tmp_path):
     assert not report["ego_collapsed"] and not report["env_collapsed"]
     assert report["env_ami_agents"] is not None and report["windows_with_agents_truth"] == report["windows"]
     assert (tmp_path / "lam.png").stat().st_size > 1000
+    # The training-free token beside the model's, on the same score half.
+    assert report["cost_volume_token_ami_maneuver"] is not None and report["ego_ami_maneuver_score_half"] is not None
+    assert 0 < report["baseline_windows"] < report["windows"]
+
+
+@pytest.mark.slow
+def test_cost_volume_reads_the_yaw_of_recorded_drives_without_training(recorded_cache):
+    """The baseline token's yaw follows the odometry's on drives it never saw; with frame t+1
+    taken from another window there is no yaw to read and the agreement is gone."""
+    from dataclasses import replace
+
+    from latentvla_ros.evaluation.cost_volume_baseline import cost_volume_yaw
+
+    config = LatentActionConfig()
+    windows = load_windows(recorded_cache, config)
+    truth = windows.yaw_rate * windows.step_s
+    assert np.corrcoef(cost_volume_yaw(windows, config), truth)[0, 1] > 0.6
+    indices = windows.indices.copy()
+    indices[:, -1] = np.random.default_rng(0).permutation(indices[:, -1])
+    mismatched = replace(windows, indices=indices)
+    assert abs(np.corrcoef(cost_volume_yaw(mismatched, config), truth)[0, 1]) < 0.3
+
+
+def test_baseline_codes_are_fit_on_one_half_and_fall_back_when_few_values_differ():
+    from latentvla_ros.evaluation.cost_volume_baseline import quantized
+
+    values = np.repeat([-0.1, 0.0, 0.1], 10) + np.tile(np.linspace(-0.01, 0.01, 10), 3)
+    fit = np.arange(30) % 2 == 0
+    codes = quantized(values, fit, codes=3)
+    assert len(np.unique(codes)) == 3 and all(len(np.unique(codes[i : i + 10])) == 1 for i in (0, 10, 20))
+    assert len(np.unique(quantized(np.where(fit, 0.0, values), fit))) == 1  # one value to fit: one code
 
 
 @pytest.mark.slow

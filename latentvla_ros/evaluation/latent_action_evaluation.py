@@ -15,6 +15,9 @@ Every number here is meant for held-out logs:
 - **Linear probes**: ridge regression from one-hot ego tokens to yaw rate, speed change
   over the step and speed, fit on half of the logs and scored (R²) on the other half.
 - **Glosses** per ego code from the same held-out windows (mean acceleration, yaw rate).
+- **A training-free ego token** (``cost_volume_baseline``): the yaw that image matching
+  through the calibrated warp finds, in 16 codes; its AMI with the maneuver beside the
+  model's, both on the probe's score half.
 """
 
 from __future__ import annotations
@@ -304,6 +307,10 @@ def evaluate_lam(
             ego[outside], windows.maneuver[chosen][outside]
         )
         report["logs"] = sorted(set(windows.log_names))
+        if len(chosen) == len(windows):  # the baseline's halves are of all windows
+            from latentvla_ros.evaluation.cost_volume_baseline import cost_volume_baseline  # imports this module
+
+            report.update(cost_volume_baseline(ego, windows, model.config))
     return report, predictions
 
 
