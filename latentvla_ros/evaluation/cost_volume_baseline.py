@@ -10,8 +10,6 @@ What it measured is in docs/experiments.md ("A training-free ego token").
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
@@ -30,7 +28,7 @@ SOFTMIN_SHARPNESS = 4.0
 def cost_volume_yaw(windows: LamWindows, config: LatentActionConfig, batch_size: int = 64) -> np.ndarray:
     """(N,) the yaw over each window's step (rad) that best explains frame t+1 from frame t:
     the soft-argmin over the cost volume's candidates, at the windows' frame size."""
-    volume = MotionCostVolume(replace(config, ego_motion_cost_volume=True))
+    volume = MotionCostVolume(config)  # whether the model itself reads one does not matter
     yaws = volume.candidates[:, 1]
     estimates = []
     for batch in device_batches(LamDataset(windows), batch_size, "cpu"):
